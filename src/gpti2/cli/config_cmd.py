@@ -1,0 +1,110 @@
+"""`gpti2 config`: read and write the active profile of the config file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gpti2.cli.common import JsonOption, QuietOption, enter
+
+app = typer.Typer(
+    help="Read and write settings of the active profile.", no_args_is_help=True
+)
+
+KeyArg = Annotated[str, typer.Argument(help="A setting, for example base_url.", metavar="KEY")]
+
+
+def _key(key: str) -> str:
+    from gpti2.errors import UsageError
+    from gpti2.settings import KEYS
+
+    normalized = key.replace("-", "_")
+    if normalized not in KEYS:
+        raise UsageError(f"unknown key {key!r}", hint="known keys: " + ", ".join(sorted(KEYS)))
+    return normalized
+
+
+@app.command("get")
+def get(ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: QuietOption = False):
+    """Print the effective value of KEY."""
+    ui = enter(ctx, json_out, quiet)
+    key = _key(key)
+    settings = ui.settings()
+    value = settings.values[key]
+    if ui.state.json:
+        ui.out_json({"key": key, "value": value, "source": settings.sources[key]})
+    else:
+        ui.out(str(value))
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    key: KeyArg,
+    value: Annotated[str, typer.Argument(help="The new value.")],
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+):
+    """Set KEY to VALUE in the active profile (creating the file)."""
+    from gpti2 import settings as config
+
+    ui = enter(ctx, json_out, quiet)
+    key = _key(key)
+    current = ui.settings()
+    parsed = config.parse_value(key, value, "value")
+    config.save_value(current.path, current.profile, key, parsed)
+    if ui.state.json:
+        ui.out_json({"key": key, "value": parsed, "profile": current.profile})
+    ui.info(f"set {key} = {parsed!r} in [profiles.{current.profile}] of {current.path}")
+
+
+@app.command("unset")
+def unset(
+    ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: QuietOption = False
+):
+    """Remove KEY from the active profile."""
+    from gpti2 import settings as config
+
+    ui = enter(ctx, json_out, quiet)
+    key = _key(key)
+    current = ui.settings()
+    config.save_value(current.path, current.profile, key, None)
+    if ui.state.json:
+        ui.out_json({"key": key, "profile": current.profile})
+    ui.info(f"removed {key} from [profiles.{current.profile}] of {current.path}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False):
+    """Print the effective settings and where each came from."""
+    ui = enter(ctx, json_out, quiet)
+    settings = ui.settings()
+    if ui.state.json:
+        ui.out_json(
+            {
+                "profile": settings.profile,
+                "path": str(settings.path),
+                "settings": {
+                    k: {"value": v, "source": settings.sources[k]}
+                    for k, v in settings.values.items()
+                },
+            }
+        )
+        return
+    width = max(len(k) for k in settings.values)
+    ui.out(f"{'profile'.ljust(width)}  {settings.profile}  ({settings.sources['profile']})")
+    for key, value in settings.values.items():
+        ui.out(f"{key.ljust(width)}  {value}  ({settings.sources[key]})")
+
+
+@app.command("path")
+def path(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False):
+    """Print where the config file is."""
+    from gpti2.settings import config_path
+
+    ui = enter(ctx, json_out, quiet)
+    if ui.state.json:
+        ui.out_json({"path": str(config_path())})
+    else:
+        ui.out(str(config_path()))

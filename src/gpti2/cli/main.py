@@ -1,0 +1,205 @@
+"""The root command, the one place that maps errors to messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from gpti2 import __version__
+from gpti2.cli.common import State, get_state
+from gpti2.errors import ExitCode, Gpti2Error
+
+# The click that typer uses (vendored in recent releases), found without naming it.
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+_EXITS = (typer.Exit, getattr(_click_exceptions, "Exit", typer.Exit))
+_ABORTS = (KeyboardInterrupt, typer.Abort, getattr(_click_exceptions, "Abort", typer.Abort))
+
+# Root options that may also stand after the subcommand, with how many values they take.
+ROOT_OPTIONS = {
+    "--base-url": 1,
+    "--profile": 1,
+    "--timeout": 1,
+    "--retries": 1,
+    "--no-progress": 0,
+    "--allow-insecure-http": 0,
+    "-v": 0,
+    "--verbose": 0,
+}
+
+
+def hoist_root_options(args: list[str]) -> list[str]:
+    """Move root options found after the subcommand name to the front."""
+    first_positional = next(
+        (
+            i
+            for i, arg in enumerate(args)
+            if not arg.startswith("-") and (i == 0 or ROOT_OPTIONS.get(args[i - 1], 0) == 0)
+        ),
+        None,
+    )
+    if first_positional is None:
+        return args
+    front, rest = list(args[:first_positional]), []
+    i = first_positional
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in ROOT_OPTIONS and (arg == name or name != "-v"):
+            arity = 0 if "=" in arg else ROOT_OPTIONS[name]
+            front.extend(args[i : i + 1 + arity])
+            i += 1 + arity
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _color(code: str, text: str) -> str:
+    if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+        return f"\x1b[{code}m{text}\x1b[0m"
+    return text
+
+
+def report(exc: BaseException, state: State) -> int:
+    """Print one `error:` line (and a `hint:`) for `exc` and return the exit code."""
+    hint = None
+    if isinstance(exc, Gpti2Error):
+        code, message, hint = int(exc.exit_code), exc.message, exc.hint
+    elif isinstance(exc, _ABORTS):
+        code, message = int(ExitCode.INTERRUPTED), "interrupted"
+    elif isinstance(exc, _click_exceptions.UsageError):
+        code, message = int(ExitCode.USAGE), exc.format_message()
+        if exc.ctx is not None:
+            hint = f"see `{exc.ctx.command_path} --help`"
+    elif isinstance(exc, _click_exceptions.ClickException):
+        code, message = int(ExitCode.USAGE), exc.format_message()
+    else:
+        code = int(ExitCode.INTERNAL)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        hint = None if state.verbose else "run again with --verbose for the traceback"
+    if state.verbose and not isinstance(exc, KeyboardInterrupt):
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(f"{_color('1;31', 'error:')} {message}\n")
+    if hint:
+        sys.stderr.write(f"{_color('2', 'hint:')} {hint}\n")
+    if state.json:
+        import json
+
+        sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
+    sys.stderr.flush()
+    return code
+
+
+class Gpti2Group(TyperGroup):
+    """Typer's group with root options accepted anywhere and our own error reporting."""
+
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        for key in ("standalone_mode", "complete_var", "windows_expand_args"):
+            extra.pop(key, None)
+        state = State()
+        state.verbose = any(a in ("-v", "--verbose") for a in args)
+        state.json = "--json" in args
+        code = 0
+        try:
+            with self.make_context(prog_name or "gpti2", hoist_root_options(args), obj=state) as ctx:
+                self.invoke(ctx)
+        except _click_exceptions.NoArgsIsHelpError as exc:
+            sys.stdout.write(exc.format_message() + "\n")
+        except _EXITS as exc:
+            code = exc.exit_code
+        except BrokenPipeError:
+            sys.stderr.close()
+            code = 1
+        except BaseException as exc:  # the one place that turns errors into exit codes
+            if isinstance(exc, SystemExit):
+                raise
+            code = report(exc, state)
+        sys.exit(code)
+
+
+app = typer.Typer(
+    cls=Gpti2Group,
+    name="gpti2",
+    help="Generate images with the gpt-image2 API, from a terminal, a script or CI.",
+    rich_markup_mode=None,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"gpti2 {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url", help="API base URL, or `local` for the built-in emulator.", metavar="URL"
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Config profile to use.", metavar="NAME")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Request timeout in seconds.", min=0.001)
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", help="Retries on transient failures.", min=0)
+    ] = None,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No spinners or progress bars.")
+    ] = False,
+    allow_insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-http",
+            help="Allow sending credentials over plain http:// to a non-loopback host.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Log requests and responses on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version and exit.", is_eager=True,
+                     callback=_version),
+    ] = False,
+) -> None:
+    """Generate images with the gpt-image2 API, from a terminal, a script or CI."""
+    state = get_state(ctx)
+    state.base_url = base_url
+    state.profile = profile
+    state.timeout = timeout
+    state.retries = retries
+    state.no_progress = no_progress
+    state.allow_insecure_http = allow_insecure_http
+    state.verbose = verbose
+
+
+def _register() -> None:
+    from gpti2.cli import config_cmd, generate, serve
+
+    app.command("generate")(generate.generate)
+    app.add_typer(config_cmd.app, name="config")
+    app.command("serve")(serve.serve)
+
+
+_register()

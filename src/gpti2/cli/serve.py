@@ -1,0 +1,92 @@
+"""`gpti2 serve`: run the local emulator of the API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpti2.cli.common import JsonOption, QuietOption, enter
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.", min=0, max=65535)] = 8787,
+    token: Annotated[
+        list[str] | None,
+        typer.Option("--token", help="Accepted token (repeatable); else GPTI2_EMULATOR_TOKENS."),
+    ] = None,
+    credits: Annotated[int, typer.Option(help="Credits every token starts with.", min=0)] = 100,
+    job_cost: Annotated[int, typer.Option(help="Credits one job costs.", min=0)] = 1,
+    job_seconds: Annotated[float, typer.Option(help="How long a job runs.", min=0)] = 2.0,
+    images_per_job: Annotated[int, typer.Option(help="Images a job yields.", min=1)] = 1,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file for jobs and credits (default: temporary).")
+    ] = None,
+    image_size: Annotated[int, typer.Option(help="Long side of images, pixels.", min=1)] = 512,
+    latency: Annotated[float, typer.Option(help="Delay every response, seconds.", min=0)] = 0.0,
+    fail_rate: Annotated[
+        float, typer.Option(help="Fraction of requests answered 500.", min=0, max=1)
+    ] = 0.0,
+    rate_limit: Annotated[
+        float, typer.Option(help="Requests per second per client before 429 (0: off).", min=0)
+    ] = 0.0,
+    job_fail_rate: Annotated[
+        float, typer.Option(help="Fraction of jobs that end failed.", min=0, max=1)
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the injected faults.")] = None,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the local emulator of the gpt-image2 API until Ctrl-C or SIGTERM."""
+    import signal
+
+    from gpti2.emulator import Emulator, EmulatorConfig
+
+    ui = enter(ctx, json_out, quiet)
+    tokens = list(token or [])
+    if not tokens:
+        tokens = [t.strip() for t in os.environ.get("GPTI2_EMULATOR_TOKENS", "").split(",")]
+        tokens = [t for t in tokens if t]
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        tokens=tokens,
+        credits=credits,
+        job_cost=job_cost,
+        job_seconds=job_seconds,
+        images_per_job=images_per_job,
+        db=db,
+        image_size=image_size,
+        latency=latency,
+        fail_rate=fail_rate,
+        rate_limit=rate_limit,
+        job_fail_rate=job_fail_rate,
+        seed=seed,
+    )
+    try:
+        emulator = Emulator(config)
+    except OSError as exc:
+        from gpti2.errors import UsageError
+
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if ui.state.json:
+        ui.out_json({"url": emulator.url, "token": emulator.generated_token})
+    else:
+        ui.out(f"gpti2 emulator listening on {emulator.url}")
+        if emulator.generated_token:
+            ui.out(f"token: {emulator.generated_token}")
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        ui.info("stopping")
+    finally:
+        emulator.shutdown()

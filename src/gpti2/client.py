@@ -1,0 +1,442 @@
+"""The one HTTP client: timeouts, retries, redirects, envelopes, error mapping, redaction."""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from gpti2 import __version__
+from gpti2.errors import (
+    AuthError,
+    CreditsError,
+    Gpti2Error,
+    RejectedError,
+    ServerError,
+    UsageError,
+)
+
+MAX_BODY = 64 * 1024 * 1024
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+START_RETRY_STATUSES = frozenset({429, 503})
+BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP, RETRY_AFTER_CAP = 0.5, 2.0, 20.0, 60.0
+MAX_REDIRECTS = 5
+REDACTED = "[redacted]"
+SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+
+Log = Callable[[str], None]
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A token and how it is sent."""
+
+    token: str
+    scheme: str = "bearer"
+    cookie_name: str = "better-auth.session_token"
+
+    def headers(self) -> dict[str, str]:
+        if self.scheme == "cookie":
+            return {"Cookie": f"{self.cookie_name}={self.token}"}
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def __repr__(self) -> str:  # never show the token, even in a traceback
+        return f"Credentials(scheme={self.scheme!r}, token={REDACTED})"
+
+
+@dataclass
+class Reply:
+    """A finished HTTP exchange with its body read (bounded)."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytearray
+    url: str
+
+    def json(self) -> Any:
+        """The body as JSON; a malformed response otherwise."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            preview = error_text(self.body, self.headers.get("content-type", ""))
+            raise ServerError(
+                f"malformed response from {host_of(self.url)}: expected JSON"
+                + (f", got {preview!r}" if preview else ", got an empty body")
+            ) from None
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or HTTP date), capped at 60."""
+    if not value:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
+
+
+def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: base 0.5 s, factor 2, cap 20 s."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR**attempt)
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def error_text(body: bytes | bytearray, content_type: str = "") -> str:
+    """The human part of an error body: JSON error/message/detail, an HTML title, or a prefix."""
+    if not body:
+        return ""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        for key in ("error", "message", "detail"):
+            value = payload.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    text = bytes(body[:4096]).decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:
+        return " ".join(title.group(1).split())
+    if "html" in content_type.lower() or text.lstrip().startswith("<"):
+        text = re.sub(r"<[^>]+>", " ", text)
+    return " ".join(text.split())[:200]
+
+
+_CREDIT_WORDS = re.compile(r"credit|balance|insufficient|quota", re.IGNORECASE)
+_AUTH_WORDS = re.compile(
+    r"sign.?in|log.?in|unauthori|authori[sz]|not authenticated|session|token", re.IGNORECASE
+)
+
+
+def unwrap(payload: Any) -> Any:
+    """Unwrap a `{code, message, data}` envelope; raise its error when the code says so."""
+    if not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("code"), int)
+        and not isinstance(payload.get("code"), bool)
+        and ("data" in payload or "message" in payload)
+    ):
+        return payload
+    if payload["code"] in (0, 200):
+        data = payload.get("data")
+        return {} if data is None else data
+    message = str(payload.get("message") or f"error code {payload['code']}")
+    raise envelope_error(payload["code"], message)
+
+
+def envelope_error(code: int, message: str) -> Gpti2Error:
+    """The error for an envelope whose code is not success (HTTP status may be 200)."""
+    if _CREDIT_WORDS.search(message):
+        return CreditsError(message, hint="top up your credits, then try again")
+    if _AUTH_WORDS.search(message) or code in (401, 403):
+        return AuthError(message, hint="sign in again with `gpti2 auth login`")
+    return RejectedError(f"the server rejected the request: {message} (code {code})")
+
+
+def error_for_status(reply: Reply) -> Gpti2Error:
+    """Map an HTTP error status to the error (and exit code) the user sees."""
+    text = error_text(reply.body, reply.headers.get("content-type", ""))
+    status_line = f"{reply.status} {reply.reason}".strip()
+    detail = f"{status_line}: {text}" if text and text != status_line else status_line
+    host = host_of(reply.url)
+    if reply.status in (401, 403):
+        return AuthError(
+            f"not signed in or session expired ({detail})",
+            hint="sign in with `gpti2 auth login`, or set GPTI2_TOKEN",
+        )
+    if reply.status == 402 or (400 <= reply.status < 500 and _CREDIT_WORDS.search(text)):
+        return CreditsError(
+            f"insufficient credits ({detail})", hint="top up your credits, then try again"
+        )
+    if 400 <= reply.status < 500 and reply.status not in RETRY_STATUSES:
+        return RejectedError(f"the server rejected the request ({detail})")
+    return ServerError(f"server error from {host}: {detail}")
+
+
+def _redact_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v) for v in value]
+    if isinstance(value, str) and len(value) > 120:
+        return f"{value[:60]}… ({len(value)} chars)"
+    return value
+
+
+class ApiClient:
+    """HTTP access to one base URL, with the rules of API.md §3 and §4."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 120.0,
+        retries: int = 3,
+        credentials: Credentials | None = None,
+        allow_insecure_http: bool = False,
+        log: Log | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.credentials = credentials
+        self.allow_insecure_http = allow_insecure_http
+        self._log = log
+        self._sleep = sleep
+        self.max_body = max_body
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": f"gpti2/{__version__}"},
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            trust_env=False,
+        )
+        self.timeout = timeout
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def url_for(self, path_or_url: str) -> str:
+        """An absolute URL: a full URL as is, a path joined to the base URL."""
+        if re.match(r"^[a-z][a-z0-9+.-]*://", path_or_url, re.IGNORECASE):
+            return path_or_url
+        return self.base_url + "/" + path_or_url.lstrip("/")
+
+    # -- public calls ---------------------------------------------------------------
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and return its JSON payload, envelope unwrapped."""
+        return unwrap(self.send(method, path, **kwargs).json())
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = False,
+        start: bool = False,
+        sink: Callable[[], IO[bytes]] | None = None,
+        progress: Progress | None = None,
+    ) -> Reply:
+        """Send with retries. `start` applies the job-start retry rule; `sink` streams a
+        2xx body into a fresh file object per attempt instead of memory."""
+        url = self.url_for(path)
+        if auth:
+            self._check_credentials_allowed(url)
+        attempt = 0
+        while True:
+            try:
+                reply = self._send_once(method, url, json_body, headers, auth, sink, progress)
+            except httpx.TransportError as exc:
+                not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt < self.retries and (not_sent or not start):
+                    self._wait(attempt, None, f"{type(exc).__name__}")
+                    attempt += 1
+                    continue
+                raise self._transport_error(exc, url, start, not_sent) from None
+            retry_on = START_RETRY_STATUSES if start else RETRY_STATUSES
+            if reply.status in retry_on and attempt < self.retries:
+                self._wait(attempt, reply.headers.get("retry-after"), str(reply.status))
+                attempt += 1
+                continue
+            if reply.status >= 400:
+                error = error_for_status(reply)
+                if start and isinstance(error, ServerError) and reply.status not in retry_on:
+                    error.hint = "the job may or may not exist; check with `gpti2 job status`"
+                raise error
+            return reply
+
+    # -- internals ------------------------------------------------------------------
+
+    def _check_credentials_allowed(self, url: str) -> None:
+        scheme, host, _ = origin(url)
+        if scheme == "http" and not is_loopback(host) and not self.allow_insecure_http:
+            raise UsageError(
+                f"refusing to send credentials over plain http:// to {host}",
+                hint="use https://, or pass --allow-insecure-http if you really mean it",
+            )
+
+    def _wait(self, attempt: int, retry_after: str | None, why: str) -> None:
+        delay = parse_retry_after(retry_after)
+        if delay is None:
+            delay = backoff_delay(attempt)
+        self._emit(f"* retry {attempt + 1}/{self.retries} after {why}, waiting {delay:.2f} s")
+        self._sleep(delay)
+
+    def _transport_error(
+        self, exc: httpx.TransportError, url: str, start: bool, not_sent: bool
+    ) -> Gpti2Error:
+        host = host_of(url)
+        if isinstance(exc, httpx.TimeoutException) and not not_sent:
+            error = ServerError(
+                f"no answer from {host} within {self.timeout:g} s",
+                hint="try again, or raise --timeout",
+            )
+        elif not_sent:
+            error = ServerError(
+                f"cannot connect to {host}: {exc}", hint="check the base URL and your network"
+            )
+        else:
+            error = ServerError(f"connection to {host} failed: {exc}")
+        if start and not not_sent:
+            error.hint = "the job may or may not exist; check with `gpti2 job status`"
+        return error
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        headers: dict[str, str] | None,
+        auth: bool,
+        sink: Callable[[], IO[bytes]] | None,
+        progress: Progress | None,
+    ) -> Reply:
+        base_origin = origin(self.base_url)
+        send_credentials = auth and self.credentials is not None
+        for _hop in range(MAX_REDIRECTS + 1):
+            request_headers = dict(headers or {})
+            if json_body is not None:
+                request_headers["Content-Type"] = "application/json"
+            if send_credentials and origin(url) == base_origin:
+                request_headers.update(self.credentials.headers())  # type: ignore[union-attr]
+            content = None if json_body is None else json.dumps(json_body).encode()
+            self._log_request(method, url, request_headers, json_body)
+            started = time.monotonic()
+            with self._http.stream(method, url, content=content, headers=request_headers) as resp:
+                location = resp.headers.get("location")
+                if resp.status_code in (301, 302, 303, 307, 308) and location:
+                    self._emit(f"< {resp.status_code} redirect to {location}")
+                    url = urljoin(url, location)
+                    if origin(url) != base_origin:
+                        send_credentials = False  # never again on this request
+                    if resp.status_code == 303 or (
+                        resp.status_code in (301, 302) and method == "POST"
+                    ):
+                        method, json_body = "GET", None
+                    continue
+                ok = 200 <= resp.status_code < 300
+                target = sink() if (sink is not None and ok) else None
+                body = self._read_body(resp, target, progress if ok else None)
+                reply = Reply(
+                    resp.status_code, resp.reason_phrase, resp.headers, body, str(resp.url)
+                )
+                self._log_response(reply, time.monotonic() - started, target is not None)
+                return reply
+        raise ServerError(f"too many redirects (more than {MAX_REDIRECTS}) from {host_of(url)}")
+
+    def _read_body(
+        self, resp: httpx.Response, target: IO[bytes] | None, progress: Progress | None
+    ) -> bytearray:
+        length = resp.headers.get("content-length")
+        total = int(length) if length and length.isdigit() else None
+        if total is not None and total > self.max_body:
+            raise ServerError(self._too_large(resp))
+        body = bytearray()
+        received = 0
+        if progress:
+            progress(0, total)
+        for chunk in resp.iter_bytes(1 << 16):
+            received += len(chunk)
+            if received > self.max_body:
+                raise ServerError(self._too_large(resp))
+            if target is not None:
+                target.write(chunk)
+            else:
+                body += chunk
+            if progress:
+                progress(received, total)
+        return body
+
+    def _too_large(self, resp: httpx.Response) -> str:
+        return (
+            f"response from {host_of(str(resp.url))} is larger than "
+            f"{self.max_body // (1024 * 1024)} MiB; refused"
+        )
+
+    def _emit(self, line: str) -> None:
+        if self._log is None:
+            return
+        if self.credentials and self.credentials.token:
+            line = line.replace(self.credentials.token, REDACTED)
+        self._log(line)
+
+    def _log_request(
+        self, method: str, url: str, headers: dict[str, str], json_body: Any
+    ) -> None:
+        if self._log is None:
+            return
+        self._emit(f"> {method} {url}")
+        for name, value in headers.items():
+            shown = REDACTED if name.lower() in SECRET_HEADERS else value
+            self._emit(f"> {name}: {shown}")
+        if json_body is not None:
+            self._emit("> " + json.dumps(_redact_json(json_body), ensure_ascii=False))
+
+    def _log_response(self, reply: Reply, seconds: float, streamed: bool) -> None:
+        if self._log is None:
+            return
+        self._emit(f"< {reply.status} {reply.reason} ({seconds * 1000:.0f} ms)")
+        for name, value in reply.headers.items():
+            shown = REDACTED if name.lower() in SECRET_HEADERS else value
+            self._emit(f"< {name}: {shown}")
+        if streamed or not reply.body:
+            return
+        try:
+            preview = json.dumps(_redact_json(json.loads(reply.body)), ensure_ascii=False)
+        except ValueError:
+            preview = bytes(reply.body[:200]).decode("utf-8", "replace")
+        self._emit("< " + preview[:2000])

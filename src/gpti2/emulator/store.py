@@ -1,0 +1,225 @@
+"""The emulator's SQLite store: accounts with credits, jobs, idempotency keys."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    token_hash TEXT PRIMARY KEY,
+    credits INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    feature_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    aspect_ratio TEXT NOT NULL,
+    created REAL NOT NULL,
+    duration REAL NOT NULL,
+    will_fail INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    image_count INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    token_hash TEXT NOT NULL,
+    key TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (token_hash, key)
+);
+"""
+
+ACTIVE = ("pending", "processing")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InsufficientCredits(Exception):
+    """The account cannot pay for the job."""
+
+
+@dataclass
+class Job:
+    """One stored job, with its status as of now."""
+
+    id: str
+    prompt: str
+    model_id: str
+    feature_id: str
+    mode: str
+    aspect_ratio: str
+    created: float
+    duration: float
+    image_count: int
+    status: str
+    error: str | None
+    progress: int
+
+
+class Store:
+    """Thread-safe access to the emulator database (one connection behind a lock)."""
+
+    def __init__(self, path: Path, initial_credits: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self.initial_credits = initial_credits
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add_token(self, token: str) -> None:
+        """Make `token` known, with the initial credits unless it already has an account."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO accounts VALUES (?, ?)",
+                (token_hash(token), self.initial_credits),
+            )
+
+    def is_known(self, token: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM accounts WHERE token_hash = ?", (token_hash(token),)
+            ).fetchone()
+        return row is not None
+
+    def credits(self, token: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT credits FROM accounts WHERE token_hash = ?", (token_hash(token),)
+            ).fetchone()
+        return row[0] if row else 0
+
+    def create_job(
+        self,
+        token: str,
+        fields: dict[str, str],
+        *,
+        cost: int,
+        duration: float,
+        will_fail: bool,
+        image_count: int,
+        idempotency_key: str | None,
+    ) -> tuple[str, bool]:
+        """Charge and store a job; (job id, created). A known key returns its job again."""
+        owner = token_hash(token)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if idempotency_key:
+                    row = self._db.execute(
+                        "SELECT job_id FROM idempotency WHERE token_hash = ? AND key = ?",
+                        (owner, idempotency_key),
+                    ).fetchone()
+                    if row:
+                        self._db.execute("COMMIT")
+                        return row[0], False
+                (credits,) = self._db.execute(
+                    "SELECT credits FROM accounts WHERE token_hash = ?", (owner,)
+                ).fetchone()
+                if credits < cost:
+                    raise InsufficientCredits(credits)
+                job_id = "task_" + uuid.uuid4().hex[:20]
+                self._db.execute(
+                    "UPDATE accounts SET credits = credits - ? WHERE token_hash = ?", (cost, owner)
+                )
+                self._db.execute(
+                    "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                    (
+                        job_id,
+                        owner,
+                        fields["prompt"],
+                        fields["modelId"],
+                        fields["featureId"],
+                        fields["mode"],
+                        fields["aspectRatio"],
+                        time.time(),
+                        duration,
+                        int(will_fail),
+                        cost,
+                        image_count,
+                        "pending",
+                    ),
+                )
+                if idempotency_key:
+                    self._db.execute(
+                        "INSERT INTO idempotency VALUES (?, ?, ?)", (owner, idempotency_key, job_id)
+                    )
+                self._db.execute("COMMIT")
+                return job_id, True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def job(self, token: str, job_id: str) -> Job | None:
+        """The job if it exists and belongs to `token`, advanced to now."""
+        self.finish_due_jobs()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, prompt, model_id, feature_id, mode, aspect_ratio, created, duration,"
+                " image_count, status, error FROM jobs WHERE id = ? AND token_hash = ?",
+                (job_id, token_hash(token)),
+            ).fetchone()
+        if row is None:
+            return None
+        job = Job(*row, progress=0)
+        elapsed = time.time() - job.created
+        if job.status == "pending" and elapsed >= job.duration * 0.25:
+            job.status = "processing"
+        if job.status == "processing":
+            job.progress = max(1, min(99, int(100 * elapsed / max(job.duration, 0.001))))
+        elif job.status == "success":
+            job.progress = 100
+        return job
+
+    def finish_due_jobs(self) -> int:
+        """Move every job past its duration to success or failed (refunding failures)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                due = self._db.execute(
+                    "SELECT id, token_hash, will_fail, cost FROM jobs"
+                    " WHERE status IN ('pending', 'processing') AND created + duration <= ?",
+                    (now,),
+                ).fetchall()
+                for job_id, owner, will_fail, cost in due:
+                    if will_fail:
+                        self._db.execute(
+                            "UPDATE jobs SET status = 'failed', error = ? WHERE id = ?",
+                            ("The provider failed to generate the image (injected failure)", job_id),
+                        )
+                        self._db.execute(
+                            "UPDATE accounts SET credits = credits + ? WHERE token_hash = ?",
+                            (cost, owner),
+                        )
+                    else:
+                        self._db.execute("UPDATE jobs SET status = 'success' WHERE id = ?", (job_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(due)
+
+    def count_jobs(self, token: str | None = None) -> int:
+        with self._lock:
+            if token is None:
+                return self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+            return self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE token_hash = ?", (token_hash(token),)
+            ).fetchone()[0]

@@ -1,0 +1,80 @@
+"""Exception types. Each carries the exit code and, where useful, a hint for the user."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of CLI.md."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    AUTH = 3
+    CREDITS = 4
+    REJECTED = 5
+    SERVER = 6
+    JOB_FAILED = 7
+    NOT_FINISHED = 8
+    OUT_OF_DATE = 9
+    INTERRUPTED = 130
+
+
+class Gpti2Error(Exception):
+    """An error the user should see as one `error:` line (and maybe a `hint:` line)."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(Gpti2Error):
+    """Bad flag, bad local input, bad config, an output that would be overwritten."""
+
+    exit_code = ExitCode.USAGE
+
+
+class AuthError(Gpti2Error):
+    """No token, a refused token, or no usable keyring."""
+
+    exit_code = ExitCode.AUTH
+
+
+class CreditsError(Gpti2Error):
+    """The account has not enough credits."""
+
+    exit_code = ExitCode.CREDITS
+
+
+class RejectedError(Gpti2Error):
+    """The server rejected the request (4xx other than auth and credits)."""
+
+    exit_code = ExitCode.REJECTED
+
+
+class ServerError(Gpti2Error):
+    """Server or network failure after retries, or a malformed response."""
+
+    exit_code = ExitCode.SERVER
+
+
+class JobFailedError(Gpti2Error):
+    """The job ended failed or canceled."""
+
+    exit_code = ExitCode.JOB_FAILED
+
+
+class JobNotFinishedError(Gpti2Error):
+    """The job is still active (no --wait, or --wait-timeout reached)."""
+
+    exit_code = ExitCode.NOT_FINISHED
+
+
+class OutOfDateError(Gpti2Error):
+    """`batch --check` found images to generate."""
+
+    exit_code = ExitCode.OUT_OF_DATE

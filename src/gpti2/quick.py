@@ -1,0 +1,93 @@
+"""The quick route: POST /api/generate-images, one base64 image back."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gpti2.client import ApiClient, host_of, unwrap
+from gpti2.errors import ServerError, UsageError
+from gpti2.images import ImageInfo, decode_base64_image, describe
+
+ROUTE = "/api/generate-images"
+_IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
+
+
+@dataclass(frozen=True)
+class QuickRequest:
+    """One quick-route request, as sent on the wire."""
+
+    prompt: str
+    provider: str
+    model_id: str
+    aspect_ratio: str
+
+    def body(self) -> dict[str, str]:
+        return {
+            "prompt": self.prompt,
+            "provider": self.provider,
+            "modelId": self.model_id,
+            "aspectRatio": self.aspect_ratio,
+        }
+
+
+@dataclass
+class GeneratedImage:
+    """Decoded image bytes and what the server said about them."""
+
+    data: bytes
+    info: ImageInfo
+    provider: str
+
+
+def clean_prompt(prompt: str) -> str:
+    """Strip a prompt and refuse an empty one."""
+    text = prompt.strip()
+    if not text:
+        raise UsageError("the prompt is empty", hint="give a prompt, or - to read it from stdin")
+    return text
+
+
+def split_image_field(body: bytearray) -> tuple[Any, Any]:
+    """Parse a quick-route body, returning (payload, image) without copying the image.
+
+    The image string is usually most of the body; it is sliced out as a view when it has
+    no escapes, and the small rest of the document is parsed on its own.
+    """
+    match = _IMAGE_FIELD.search(body)
+    if match:
+        start = match.end()
+        end = body.find(b'"', start)
+        if end != -1 and body.find(b"\\", start, end) == -1:
+            try:
+                rest = json.loads(body[:start] + body[end:])
+            except ValueError:
+                rest = None
+            if isinstance(rest, dict) and rest.get("image") == "":
+                return rest, memoryview(body)[start:end]
+    try:
+        payload = unwrap(json.loads(body))
+    except ValueError:
+        return None, None
+    image = payload.get("image") if isinstance(payload, dict) else None
+    return payload, image
+
+
+def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
+    """Send the request (never with credentials) and decode the image it returns."""
+    reply = client.send("POST", ROUTE, json_body=request.body(), auth=False)
+    payload, image = split_image_field(reply.body)
+    if not isinstance(payload, dict):
+        reply.json()  # raises the malformed-response error with a preview
+        raise ServerError(f"malformed response from {host_of(reply.url)}: expected an object")
+    unwrap(payload)
+    if not isinstance(image, str | memoryview) or len(image) == 0:
+        raise ServerError(f"malformed response from {host_of(reply.url)}: no image in it")
+    data = decode_base64_image(image)
+    del image, reply
+    provider = payload.get("provider")
+    return GeneratedImage(
+        data, describe(data), provider if isinstance(provider, str) else request.provider
+    )

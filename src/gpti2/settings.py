@@ -1,0 +1,261 @@
+"""Settings: flag > environment > profile in the config file > built-in default, with sources."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpti2.errors import UsageError
+
+DEFAULT_BASE_URL = "https://www.gpt-image2.dev"
+DEFAULT_STATUS_ROUTE = "GET /api/aiimage/status?taskId={taskId}"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _base_url(value: Any) -> str:
+    text = _text(value)
+    if text == "local":
+        return text
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text):
+        raise ValueError("expected an http:// or https:// URL, or `local`")
+    return text.rstrip("/")
+
+
+def _aspect_ratio(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[1-9]\d*:[1-9]\d*", text):
+        raise ValueError("expected W:H with positive integers, for example 16:9")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
+def _status_route(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"((GET|POST) )?/\S*", text):
+        raise ValueError("expected `[GET|POST ]/path`, with {taskId} where the id goes")
+    return text
+
+
+def _positive_float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not number > 0:
+        raise ValueError("expected a number above 0")
+    return number
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, float | bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a whole number") from None
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+# Every key a profile may hold, with its parser.
+KEYS: dict[str, Callable[[Any], Any]] = {
+    "base_url": _base_url,
+    "provider": _text,
+    "model": _text,
+    "aspect_ratio": _aspect_ratio,
+    "output_dir": _text,
+    "feature_id": _text,
+    "mode": _choice("text_to_image", "image_to_image"),
+    "job_model": _text,
+    "status_route": _status_route,
+    "auth_scheme": _choice("bearer", "cookie"),
+    "cookie_name": _text,
+    "timeout": _positive_float,
+    "retries": _count,
+}
+
+DEFAULTS: dict[str, Any] = {
+    "base_url": DEFAULT_BASE_URL,
+    "provider": "openai",
+    "model": "dall-e-3",
+    "aspect_ratio": "1:1",
+    "output_dir": ".",
+    "feature_id": "ai-baby-image",
+    "mode": "text_to_image",
+    "job_model": "gpt-image-2-t2i",
+    "status_route": DEFAULT_STATUS_ROUTE,
+    "auth_scheme": "bearer",
+    "cookie_name": "better-auth.session_token",
+    "timeout": 120.0,
+    "retries": 3,
+}
+
+ENV_VARS = {
+    "base_url": "GPTI2_BASE_URL",
+    "timeout": "GPTI2_TIMEOUT",
+    "retries": "GPTI2_RETRIES",
+}
+
+
+def config_path() -> Path:
+    """Where the config file lives (platformdirs' user config folder)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("gpti2")) / "config.toml"
+
+
+def parse_value(key: str, value: Any, label: str | None = None) -> Any:
+    """Validate one setting; a UsageError naming where it came from (`label`) otherwise."""
+    if key not in KEYS:
+        raise UsageError(
+            f"unknown key {key!r}" + (f" in {label}" if label else ""),
+            hint="known keys: " + ", ".join(sorted(KEYS)),
+        )
+    try:
+        return KEYS[key](value)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"bad value {value!r} for {label or key}: {exc}") from None
+
+
+def load_config(path: Path) -> dict[str, dict[str, Any]]:
+    """Read and validate the config file; {} when it does not exist."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(
+            f"config file {path} is not valid TOML: {exc}", hint="fix it or remove it"
+        ) from None
+    extra = set(raw) - {"profiles"}
+    if extra:
+        raise UsageError(
+            f"config file {path}: unknown key {sorted(extra)[0]!r}",
+            hint="settings live in tables such as [profiles.default]",
+        )
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise UsageError(f"config file {path}: 'profiles' must be a table")
+    result: dict[str, dict[str, Any]] = {}
+    for name, table in profiles.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"config file {path}: [profiles.{name}] must be a table")
+        result[name] = {}
+        for key, value in table.items():
+            if key not in KEYS:
+                parse_value(key, value, f"[profiles.{name}] of config file {path}")
+            label = f"{key!r} in [profiles.{name}] of config file {path}"
+            result[name][key] = parse_value(key, value, label)
+    return result
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def save_value(path: Path, profile: str, key: str, value: Any | None) -> None:
+    """Set (or with None, remove) one key of a profile, rewriting the file atomically."""
+    from gpti2.images import write_atomic
+
+    profiles = load_config(path)
+    table = profiles.setdefault(profile, {})
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+    lines = []
+    for name in sorted(profiles):
+        lines.append(f"[profiles.{_toml_key(name)}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in sorted(profiles[name].items()))
+        lines.append("")
+    write_atomic(path, "\n".join(lines).encode(), force=True)
+
+
+@dataclass
+class Settings:
+    """The effective settings of one command, and where each came from."""
+
+    profile: str
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def resolve(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    path: Path | None = None,
+    flag_names: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge flags, environment, the active profile and defaults."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    path = config_path() if path is None else path
+
+    if "profile" in flags:
+        profile, profile_source = flags["profile"], "flag"
+    elif env.get("GPTI2_PROFILE"):
+        profile, profile_source = env["GPTI2_PROFILE"], "env GPTI2_PROFILE"
+    else:
+        profile, profile_source = "default", "default"
+
+    profiles = load_config(path)
+    table = profiles.get(profile, {})
+    if profile != "default" and profile not in profiles and profile_source != "default":
+        raise UsageError(
+            f"no profile {profile!r} in {path}",
+            hint=f"create it with: gpti2 --profile {profile} config set base_url URL",
+        )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {"profile": profile_source}
+    for key, default in DEFAULTS.items():
+        var = ENV_VARS.get(key)
+        if key in flags:
+            flag = (flag_names or {}).get(key) or "--" + key.replace("_", "-")
+            values[key], sources[key] = parse_value(key, flags[key], flag), "flag"
+        elif var and env.get(var):
+            values[key] = parse_value(key, env[var], f"environment variable {var}")
+            sources[key] = f"env {var}"
+        elif key in table:
+            values[key], sources[key] = table[key], f"config [profiles.{profile}]"
+        else:
+            values[key], sources[key] = default, "default"
+    return Settings(profile=profile, values=values, sources=sources, path=path)
