@@ -7,6 +7,7 @@ import ipaddress
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -205,6 +206,25 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
+class _LazyTransport(httpx.BaseTransport):
+    """A transport built on its first request."""
+
+    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+        self._factory = factory
+        self._inner: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._inner is None:
+                self._inner = self._factory()
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+
+
 class ApiClient:
     """HTTP access to one base URL, with the rules of API.md §3 and §4."""
 
@@ -228,12 +248,19 @@ class ApiClient:
         self._log = log
         self._sleep = sleep
         self.max_body = max_body
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        mounts = None
+        if transport is None:
+            # Plain http (the emulator, loopback rehearsals) never needs TLS; building the
+            # verifying TLS context costs ~30 ms, so https gets its transport on first use.
+            transport = _LazyTransport(lambda: httpx.HTTPTransport(limits=limits))
+            mounts = {"http://": httpx.HTTPTransport(verify=False, limits=limits)}
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=False,
             transport=transport,
+            mounts=mounts,
             headers={"User-Agent": f"gpti2/{__version__}"},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             trust_env=False,
         )
         self.timeout = timeout
@@ -414,9 +441,7 @@ class ApiClient:
             line = line.replace(self.credentials.token, REDACTED)
         self._log(line)
 
-    def _log_request(
-        self, method: str, url: str, headers: dict[str, str], json_body: Any
-    ) -> None:
+    def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
         if self._log is None:
             return
         self._emit(f"> {method} {url}")

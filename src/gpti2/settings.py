@@ -223,8 +223,12 @@ def resolve(
     env: Mapping[str, str] | None = None,
     path: Path | None = None,
     flag_names: Mapping[str, str] | None = None,
+    missing_profile_ok: bool = False,
 ) -> Settings:
-    """Merge flags, environment, the active profile and defaults."""
+    """Merge flags, environment, the active profile and defaults.
+
+    A profile named by flag or environment must exist, unless `missing_profile_ok`
+    (for `config set`, which creates it)."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
     path = config_path() if path is None else path
@@ -238,7 +242,7 @@ def resolve(
 
     profiles = load_config(path)
     table = profiles.get(profile, {})
-    if profile != "default" and profile not in profiles and profile_source != "default":
+    if profile != "default" and profile not in profiles and not missing_profile_ok:
         raise UsageError(
             f"no profile {profile!r} in {path}",
             hint=f"create it with: gpti2 --profile {profile} config set base_url URL",

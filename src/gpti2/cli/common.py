@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from gpti2.settings import Settings
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-QuietOption = Annotated[
-    bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.")
-]
+QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing files.")]
 
 
@@ -135,11 +133,15 @@ class Ui:
         with self.console.status(text, spinner="dots"):
             yield
 
-    def settings(self, flag_names: dict[str, str] | None = None, **flags: Any) -> Settings:
+    def settings(
+        self, flag_names: dict[str, str] | None = None, new_profile: bool = False, **flags: Any
+    ) -> Settings:
         """Effective settings: these flags over the environment, profile and defaults."""
         from gpti2.settings import resolve
 
-        return resolve(self.state.flags(**flags), flag_names=flag_names)
+        return resolve(
+            self.state.flags(**flags), flag_names=flag_names, missing_profile_ok=new_profile
+        )
 
     @contextlib.contextmanager
     def client(self, settings: Settings, *, auth: bool = False) -> Iterator[ApiClient]:

@@ -8,9 +8,7 @@ import typer
 
 from gpti2.cli.common import JsonOption, QuietOption, enter
 
-app = typer.Typer(
-    help="Read and write settings of the active profile.", no_args_is_help=True
-)
+app = typer.Typer(help="Read and write settings of the active profile.", no_args_is_help=True)
 
 KeyArg = Annotated[str, typer.Argument(help="A setting, for example base_url.", metavar="KEY")]
 
@@ -51,8 +49,8 @@ def set_(
 
     ui = enter(ctx, json_out, quiet)
     key = _key(key)
-    current = ui.settings()
-    parsed = config.parse_value(key, value, "value")
+    current = ui.settings(new_profile=True)
+    parsed = config.parse_value(key, value, key)
     config.save_value(current.path, current.profile, key, parsed)
     if ui.state.json:
         ui.out_json({"key": key, "value": parsed, "profile": current.profile})

@@ -57,8 +57,10 @@ def generate(
     request = quick.QuickRequest(text, settings.provider, settings.model, settings.aspect_ratio)
 
     if dry_run:
-        base = "http://127.0.0.1:<port> (local emulator)" if settings.base_url == "local" else (
-            settings.base_url
+        base = (
+            "http://127.0.0.1:<port> (local emulator)"
+            if settings.base_url == "local"
+            else (settings.base_url)
         )
         plan = {"method": "POST", "url": base + quick.ROUTE, "body": request.body()}
         if ui.state.json:

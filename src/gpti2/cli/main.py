@@ -112,7 +112,9 @@ class Gpti2Group(TyperGroup):
         state.json = "--json" in args
         code = 0
         try:
-            with self.make_context(prog_name or "gpti2", hoist_root_options(args), obj=state) as ctx:
+            with self.make_context(
+                prog_name or "gpti2", hoist_root_options(args), obj=state
+            ) as ctx:
                 self.invoke(ctx)
         except _click_exceptions.NoArgsIsHelpError as exc:
             sys.stdout.write(exc.format_message() + "\n")
@@ -179,8 +181,9 @@ def root(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", help="Show the version and exit.", is_eager=True,
-                     callback=_version),
+        typer.Option(
+            "--version", help="Show the version and exit.", is_eager=True, callback=_version
+        ),
     ] = False,
 ) -> None:
     """Generate images with the gpt-image2 API, from a terminal, a script or CI."""

@@ -79,9 +79,7 @@ class Emulator:
         self.random = random.Random(config.seed)
         self.requests: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
-        self._hits: dict[str, collections.deque[float]] = collections.defaultdict(
-            collections.deque
-        )
+        self._hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._server = _Server((config.host, config.port), _Handler)
         self._server.emulator = self
         self._thread: threading.Thread | None = None

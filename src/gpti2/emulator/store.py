@@ -202,14 +202,19 @@ class Store:
                     if will_fail:
                         self._db.execute(
                             "UPDATE jobs SET status = 'failed', error = ? WHERE id = ?",
-                            ("The provider failed to generate the image (injected failure)", job_id),
+                            (
+                                "The provider failed to generate the image (injected failure)",
+                                job_id,
+                            ),
                         )
                         self._db.execute(
                             "UPDATE accounts SET credits = credits + ? WHERE token_hash = ?",
                             (cost, owner),
                         )
                     else:
-                        self._db.execute("UPDATE jobs SET status = 'success' WHERE id = ?", (job_id,))
+                        self._db.execute(
+                            "UPDATE jobs SET status = 'success' WHERE id = ?", (job_id,)
+                        )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
