@@ -7,6 +7,7 @@ tests/test_completions.py fails while the files are stale.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,24 @@ def _q(text: str) -> str:
     return text.replace("'", "'\\''")
 
 
+def _value_actions(
+    nodes: list[Node], choice: Callable[[str], str], path: str, other: str
+) -> list[tuple[str, str]]:
+    """(option name, shell action) for every option that takes a value, sorted by name."""
+    actions: dict[str, str] = {}
+    for node in nodes:
+        for opt in node.options:
+            if opt.takes_value:
+                action = (
+                    choice(" ".join(opt.choices))
+                    if opt.choices
+                    else (path if opt.is_path else other)
+                )
+                for name in opt.names:
+                    actions.setdefault(name, action)
+    return sorted(actions.items())
+
+
 def _qf(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -106,22 +125,13 @@ def bash(root: Node) -> str:
         "    done",
         '    case "$prev" in',
     ]
-    value_opts: dict[str, str] = {}
-    for node in nodes:
-        for opt in node.options:
-            if not opt.takes_value:
-                continue
-            action = (
-                f'COMPREPLY=($(compgen -W "{" ".join(opt.choices)}" -- "$cur")); return ;;'
-                if opt.choices
-                else 'COMPREPLY=($(compgen -f -- "$cur")); return ;;'
-                if opt.is_path
-                else "return ;;"
-            )
-            for name in opt.names:
-                value_opts.setdefault(name, action)
-    for name, action in sorted(value_opts.items()):
-        lines.append(f"        {name}) {action}")
+    actions = _value_actions(
+        nodes,
+        lambda choices: f'COMPREPLY=($(compgen -W "{choices}" -- "$cur")); return ;;',
+        'COMPREPLY=($(compgen -f -- "$cur")); return ;;',
+        "return ;;",
+    )
+    lines += [f"        {name}) {action}" for name, action in actions]
     lines += ["    esac", "    local words", '    case "$path" in']
     for node in nodes:
         words = [*node.children, *(n for o in node.options for n in o.names)]
@@ -159,22 +169,10 @@ def zsh(root: Node) -> str:
         "    done",
         "    case ${words[CURRENT-1]} in",
     ]
-    value_opts: dict[str, str] = {}
-    for node in nodes:
-        for opt in node.options:
-            if not opt.takes_value:
-                continue
-            action = (
-                f"compadd -- {' '.join(opt.choices)}; return"
-                if opt.choices
-                else "_files; return"
-                if opt.is_path
-                else "return"
-            )
-            for name in opt.names:
-                value_opts.setdefault(name, action)
-    for name, action in sorted(value_opts.items()):
-        lines.append(f"        ({name}) {action} ;;")
+    actions = _value_actions(
+        nodes, lambda choices: f"compadd -- {choices}; return", "_files; return", "return"
+    )
+    lines += [f"        ({name}) {action} ;;" for name, action in actions]
     lines += ["    esac", "    local -a cmds opts", "    case $cmdpath in"]
     for node in nodes:
         cmds = " ".join(f"'{c}:{_q(n.help)}'" for c, n in node.children.items())
