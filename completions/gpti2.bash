@@ -5,7 +5,7 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " config" " config get" " config list" " config path" " config set" " config unset" " generate" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
@@ -15,15 +15,19 @@ _gpti2() {
         --credits) return ;;
         --db) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --fail-rate) return ;;
+        --feature-id) return ;;
         --host) return ;;
+        --image) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --image-size) return ;;
         --images-per-job) return ;;
         --job-cost) return ;;
         --job-fail-rate) return ;;
         --job-seconds) return ;;
         --latency) return ;;
+        --mode) COMPREPLY=($(compgen -W "text_to_image image_to_image" -- "$cur")); return ;;
         --model) return ;;
         --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --poll-interval) return ;;
         --port) return ;;
         --profile) return ;;
         --provider) return ;;
@@ -32,6 +36,7 @@ _gpti2() {
         --seed) return ;;
         --timeout) return ;;
         --token) return ;;
+        --wait-timeout) return ;;
         -a) return ;;
         -m) return ;;
         -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -39,7 +44,12 @@ _gpti2() {
     esac
     local words
     case "$path" in
-        "") words="config generate serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --version -h --help" ;;
+        "") words="auth config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --version -h --help" ;;
+        " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
@@ -47,6 +57,10 @@ _gpti2() {
         " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
     esac
     if [[ "$cur" == -* ]]; then

@@ -195,6 +195,8 @@ def test_ctrl_c_during_a_request_exits_130_and_leaves_nothing(tmp_path, make_emu
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job inherits SIGINT ignored; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 20
     while slow.request_count == 0 and time.monotonic() < deadline:

@@ -321,6 +321,7 @@ class ApiClient:
                 continue
             if reply.status >= 400:
                 error = error_for_status(reply)
+                error.message = self._scrub(error.message)
                 if start and isinstance(error, ServerError) and reply.status not in retry_on:
                     error.hint = "the job may or may not exist; check with `gpti2 job status`"
                 raise error
@@ -434,12 +435,15 @@ class ApiClient:
             f"{self.max_body // (1024 * 1024)} MiB; refused"
         )
 
-    def _emit(self, line: str) -> None:
-        if self._log is None:
-            return
+    def _scrub(self, text: str) -> str:
+        """The text with the token replaced, should a server echo it back."""
         if self.credentials and self.credentials.token:
-            line = line.replace(self.credentials.token, REDACTED)
-        self._log(line)
+            return text.replace(self.credentials.token, REDACTED)
+        return text
+
+    def _emit(self, line: str) -> None:
+        if self._log is not None:
+            self._log(self._scrub(line))
 
     def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
         if self._log is None:

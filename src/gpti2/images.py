@@ -201,26 +201,31 @@ def atomic_output(path: Path, force: bool) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise UsageError(
-                    f"{path} already exists", hint="pass --force to overwrite it"
-                ) from None
-            except OSError:
-                # Filesystems without hard links: fall back to a checked rename.
-                if path.exists():
-                    raise UsageError(
-                        f"{path} already exists", hint="pass --force to overwrite it"
-                    ) from None
-                os.replace(tmp, path)
+        publish(tmp, path, force)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def publish(tmp: Path, path: Path, force: bool) -> None:
+    """Give a finished temporary file its final name; without `force`, never replace."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it") from None
+    except OSError:
+        # Filesystems without hard links: fall back to a checked rename.
+        if path.exists():
+            raise UsageError(
+                f"{path} already exists", hint="pass --force to overwrite it"
+            ) from None
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:

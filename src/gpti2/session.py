@@ -40,10 +40,10 @@ def open_client(
         return
     credentials = None
     if auth:
-        from gpti2.credentials import require_token
+        from gpti2.credentials import require
 
         credentials = Credentials(
-            require_token(settings).token, settings.auth_scheme, settings.cookie_name
+            require(settings).token, settings.auth_scheme, settings.cookie_name
         )
     with ApiClient(settings.base_url, credentials=credentials, **common) as client:
         yield client

@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -132,6 +132,53 @@ class Ui:
             return
         with self.console.status(text, spinner="dots"):
             yield
+
+    @contextlib.contextmanager
+    def live(self, text: str) -> Iterator[Callable[[str], None]]:
+        """A status line that can be updated: a spinner at a TTY, plain lines on change
+        elsewhere (none with -q or --json)."""
+        if self.progress_enabled:
+            with self.console.status(text, spinner="dots") as status:
+                yield status.update
+            return
+        last: list[str] = []
+
+        def plain(message: str) -> None:
+            key = message.split(" (")[0]
+            if last != [key]:
+                last[:] = [key]
+                if not (self.state.quiet or self.state.json):
+                    self.info(message)
+
+        yield plain
+
+    @contextlib.contextmanager
+    def downloads(self) -> Iterator[Callable[[int], Callable[[int, int | None], None] | None]]:
+        """Per-download progress bars (bytes, speed); yields a factory by image number."""
+        if not self.progress_enabled:
+            yield lambda n: None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as bars:
+
+            def factory(n: int) -> Callable[[int, int | None], None]:
+                task = bars.add_task(f"image {n}", total=None)
+                return lambda done, total: bars.update(task, completed=done, total=total)
+
+            yield factory
 
     def settings(
         self, flag_names: dict[str, str] | None = None, new_profile: bool = False, **flags: Any

@@ -198,9 +198,11 @@ def root(
 
 
 def _register() -> None:
-    from gpti2.cli import config_cmd, generate, serve
+    from gpti2.cli import auth, config_cmd, generate, job, serve
 
     app.command("generate")(generate.generate)
+    app.add_typer(auth.app, name="auth")
+    app.add_typer(job.app, name="job")
     app.add_typer(config_cmd.app, name="config")
     app.command("serve")(serve.serve)
 

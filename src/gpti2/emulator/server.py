@@ -79,6 +79,7 @@ class Emulator:
         self.random = random.Random(config.seed)
         self.requests: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
+        self._queued_faults: list[tuple[int, bool]] = []
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._server = _Server((config.host, config.port), _Handler)
         self._server.emulator = self
@@ -122,6 +123,17 @@ class Emulator:
         while not self._stop.wait(0.2):
             with contextlib.suppress(Exception):
                 self.store.finish_due_jobs()
+
+    def fail_next(self, status: int, *, after_processing: bool = False) -> None:
+        """Answer the next request with `status` (for tests and rehearsals). With
+        `after_processing` the request takes effect first, as when a proxy times out
+        after the server did the work."""
+        with self._counter_lock:
+            self._queued_faults.append((status, after_processing))
+
+    def _take_fault(self) -> tuple[int, bool] | None:
+        with self._counter_lock:
+            return self._queued_faults.pop(0) if self._queued_faults else None
 
     def count(self, route: str) -> None:
         with self._counter_lock:
@@ -187,6 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        after = getattr(self, "_fault_after", None)
+        if after is not None:
+            self._fault_after = None
+            status, body, content_type = (
+                after,
+                b'{"error": "Service Unavailable"}',
+                "application/json",
+            )
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -240,6 +260,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body()
             self._json(500, {"error": "Failed to generate image. Please try again later."})
             return
+        fault = self.emu._take_fault()
+        if fault is not None and not fault[1]:
+            self._read_body()
+            self._json(fault[0], {"error": f"Injected {fault[0]}"})
+            return
+        if fault is not None:
+            self._fault_after = fault[0]
         query = parse_qs(url.query)
         if path == "/api/generate-images":
             self._quick(method)

@@ -1,0 +1,243 @@
+"""`gpti2 job start|status|fetch`: the authenticated, asynchronous route."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, enter
+
+if TYPE_CHECKING:
+    from gpti2.client import ApiClient
+    from gpti2.jobs import Job, SavedFile
+    from gpti2.settings import Settings
+
+app = typer.Typer(help="Start jobs, follow them, and fetch their images.", no_args_is_help=True)
+
+PollOption = Annotated[
+    float | None,
+    typer.Option(
+        "--poll-interval",
+        help="Seconds between polls at first (default 2, or GPTI2_POLL_INTERVAL); grows to 10.",
+        min=0,
+    ),
+]
+WaitTimeoutOption = Annotated[
+    float, typer.Option("--wait-timeout", help="Give up waiting after this many seconds.", min=0)
+]
+WaitOption = Annotated[bool, typer.Option("--wait", help="Wait until the job has finished.")]
+OutputDirOption = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Folder for the images (default: current).", metavar="DIR"),
+]
+IdArg = Annotated[str, typer.Argument(help="The job id (taskId).", metavar="ID")]
+
+
+def _poll_interval(value: float | None) -> float:
+    from gpti2.errors import UsageError
+
+    if value is not None:
+        return value
+    raw = os.environ.get("GPTI2_POLL_INTERVAL", "").strip()
+    if not raw:
+        return 2.0
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise UsageError(
+            f"bad value {raw!r} for environment variable GPTI2_POLL_INTERVAL"
+        ) from None
+
+
+def _output_dir(output: Path | None, settings: Settings) -> Path:
+    return (output or Path(settings.output_dir)).expanduser()
+
+
+def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, timeout) -> Job:
+    """Poll with a live status line on stderr until the job is terminal."""
+    from gpti2 import jobs
+
+    with ui.live(f"job {task_id}: waiting") as show:
+
+        def update(job: Job, elapsed: float) -> None:
+            word = (
+                job.status.value
+                if job.status is not jobs.JobStatus.UNKNOWN
+                else (f"unknown status {job.raw_status!r}")
+            )
+            pct = f" {job.progress:.0f}%" if job.progress is not None else ""
+            show(f"job {task_id}: {word}{pct} ({elapsed:.0f} s)")
+
+        return jobs.wait(
+            client,
+            task_id,
+            settings.status_route,
+            interval=_poll_interval(poll),
+            timeout=timeout,
+            on_update=update,
+        )
+
+
+def _fetch(ui: Ui, client: ApiClient, job: Job, folder: Path, force: bool) -> list[SavedFile]:
+    from gpti2 import jobs
+
+    with ui.downloads() as bars:
+        saved = jobs.fetch(client, job, folder, force=force, progress=bars)
+    for item in saved:
+        if item.kept:
+            ui.info(f"kept existing {item.path} (use --force to download again)")
+    return saved
+
+
+@app.command("start")
+def start(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="What to draw; - reads it from stdin.")],
+    feature_id: Annotated[
+        str | None, typer.Option("--feature-id", help="Feature the job is billed under.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="text_to_image or image_to_image.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Job model id (default gpt-image-2-t2i).")
+    ] = None,
+    aspect_ratio: Annotated[
+        str | None, typer.Option("-a", "--aspect-ratio", help="W:H (default 1:1).")
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            help="Reference image: a local file (sent as a data: URL) or a URL. Repeatable.",
+            metavar="FILE_OR_URL",
+        ),
+    ] = None,
+    wait: WaitOption = False,
+    output: OutputDirOption = None,
+    force: ForceOption = False,
+    poll_interval: PollOption = None,
+    wait_timeout: WaitTimeoutOption = 600.0,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Start a job; print its id at once, then with --wait follow it and fetch its images."""
+    from gpti2 import images, jobs
+    from gpti2.cli.generate import read_prompt
+    from gpti2.errors import UsageError
+
+    ui = enter(ctx, json_out, quiet)
+    settings = ui.settings(
+        flag_names={"job_model": "--model"},
+        feature_id=feature_id,
+        mode=mode,
+        job_model=model,
+        aspect_ratio=aspect_ratio,
+    )
+    text = read_prompt(prompt)
+    refs = tuple(jobs.reference_image(item) for item in image or [])
+    if settings.mode == "image_to_image" and not refs:
+        raise UsageError("--mode image_to_image needs at least one --image")
+    folder = _output_dir(output, settings)
+    if wait:
+        images.check_writable_dir(folder)
+    _poll_interval(poll_interval)  # a bad GPTI2_POLL_INTERVAL is found before spending
+    request = jobs.StartRequest(
+        text, settings.feature_id, settings.mode, settings.job_model, settings.aspect_ratio, refs
+    )
+    with ui.client(settings, auth=True) as client:
+        with ui.spinner("starting the job…"):
+            job = jobs.start(client, request)
+        if ui.state.json:
+            ui.info(f"started job {job.task_id}")
+        else:
+            ui.out(job.task_id)  # before any waiting, so an interrupted wait can resume
+        result = {
+            "taskId": job.task_id,
+            "status": job.status.value,
+            "creditsRemaining": job.credits_remaining,
+        }
+        if not wait:
+            if ui.state.json:
+                ui.out_json(result)
+            return
+        job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
+        result["status"] = job.status.value
+        saved = _fetch(ui, client, job, folder, force)
+    if ui.state.json:
+        ui.out_json({**result, "files": [s.as_json() for s in saved]})
+    else:
+        for item in saved:
+            ui.out(str(item.path))
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    task_id: IdArg,
+    wait: WaitOption = False,
+    poll_interval: PollOption = None,
+    wait_timeout: WaitTimeoutOption = 600.0,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Print the job's status: pending, running, succeeded, failed, canceled or unknown."""
+    from gpti2 import jobs
+    from gpti2.errors import JobFailedError
+
+    ui = enter(ctx, json_out, quiet)
+    settings = ui.settings()
+    with ui.client(settings, auth=True) as client:
+        if wait:
+            job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
+        else:
+            job = jobs.status(client, task_id, settings.status_route)
+    if ui.state.json:
+        ui.out_json(job.as_json())
+    else:
+        ui.out(job.status.value)
+    if job.status in (jobs.JobStatus.FAILED, jobs.JobStatus.CANCELED):
+        raise JobFailedError(
+            f"job {job.task_id} {job.status.value}: {job.error or 'no reason given'}"
+        )
+
+
+@app.command("fetch")
+def fetch(
+    ctx: typer.Context,
+    task_id: IdArg,
+    output: OutputDirOption = None,
+    force: ForceOption = False,
+    wait: WaitOption = False,
+    poll_interval: PollOption = None,
+    wait_timeout: WaitTimeoutOption = 600.0,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download every image of a finished job as <ID>-<n>.<ext>."""
+    from gpti2 import images, jobs
+
+    ui = enter(ctx, json_out, quiet)
+    settings = ui.settings()
+    folder = _output_dir(output, settings)
+    images.check_writable_dir(folder)
+    with ui.client(settings, auth=True) as client:
+        if wait:
+            job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
+        else:
+            job = jobs.status(client, task_id, settings.status_route)
+        saved = _fetch(ui, client, job, folder, force)
+    if ui.state.json:
+        ui.out_json(
+            {
+                "taskId": job.task_id,
+                "status": job.status.value,
+                "files": [s.as_json() for s in saved],
+            }
+        )
+    else:
+        for item in saved:
+            ui.out(str(item.path))

@@ -1,0 +1,248 @@
+"""Where the token lives: GPTI2_TOKEN, the OS keyring, or the explicit 0600 fallback file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from gpti2.errors import AuthError
+from gpti2.settings import Settings
+
+SERVICE = "gpti2"
+ENV_VAR = "GPTI2_TOKEN"
+KEYRING_TIMEOUT = 3.0
+LOGIN_HINT = "run `gpti2 auth login`, or set GPTI2_TOKEN"
+NO_KEYRING_HINT = (
+    "set the GPTI2_TOKEN environment variable, or run `gpti2 auth login --insecure-storage`"
+    " to keep the token in a plain-text file readable only by you"
+)
+
+T = TypeVar("T")
+
+
+class KeyringUnavailable(AuthError):
+    """No keyring backend works here (none installed, or it does not answer)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"no usable keyring: {why}", hint=NO_KEYRING_HINT)
+
+
+class KeyringRefused(AuthError):
+    """A keyring exists but refused the operation (locked, access denied)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the keyring refused: {why}", hint=NO_KEYRING_HINT)
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token and where it came from: env, keyring or file."""
+
+    token: str
+    source: str
+    location: str | None = None
+
+    @property
+    def masked(self) -> str:
+        return mask(self.token)
+
+    def __repr__(self) -> str:
+        return f"Token(source={self.source!r}, token={self.masked!r})"
+
+
+def mask(token: str) -> str:
+    """The first 4 characters, then an ellipsis."""
+    return token[:4] + "…"
+
+
+def account(settings: Settings) -> str:
+    """`<profile>@<host[:port]>`, the keyring user name for these settings."""
+    netloc = urlsplit(settings.base_url).netloc or settings.base_url
+    return f"{settings.profile}@{netloc.rsplit('@', 1)[-1].lower()}"
+
+
+def token_file() -> Path:
+    """The fallback file (only written with --insecure-storage)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("gpti2")) / "tokens.json"
+
+
+# -- keyring, every call bounded --------------------------------------------------------
+
+
+def _bounded(call: Callable[[], T]) -> T:
+    """Run a keyring call in a thread; a call that does not return in 3 s is no keyring."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="gpti2-keyring", daemon=True)
+    thread.start()
+    thread.join(KEYRING_TIMEOUT)
+    if thread.is_alive():
+        raise KeyringUnavailable(
+            f"it did not answer within {KEYRING_TIMEOUT:g} s (a locked keyring, or no D-Bus session?)"
+        )
+    if "error" in outcome:
+        _raise_keyring_error(outcome["error"])
+    return outcome["value"]
+
+
+def _raise_keyring_error(exc: BaseException) -> None:
+    import keyring.errors
+
+    if isinstance(exc, keyring.errors.NoKeyringError):
+        raise KeyringUnavailable("no keyring backend is available") from None
+    if isinstance(exc, keyring.errors.InitError):
+        raise KeyringUnavailable(str(exc) or type(exc).__name__) from None
+    if isinstance(exc, keyring.errors.KeyringError | OSError):
+        raise KeyringRefused(str(exc) or type(exc).__name__) from None
+    # D-Bus and Secret Service libraries raise their own types when there is no session.
+    name = type(exc).__module__ + "." + type(exc).__name__
+    if any(part in name.lower() for part in ("dbus", "jeepney", "secretstorage")):
+        raise KeyringUnavailable(f"{type(exc).__name__}: {exc}") from None
+    raise exc
+
+
+def _backend() -> Any:
+    import keyring
+
+    backend = keyring.get_keyring()
+    if getattr(backend, "priority", 1) <= 0:  # the "fail" backend, or an empty chain
+        raise KeyringUnavailable("no keyring backend is available")
+    return backend
+
+
+def keyring_get(user: str) -> str | None:
+    return _bounded(lambda: _backend().get_password(SERVICE, user))
+
+
+def keyring_set(user: str, token: str) -> None:
+    _bounded(lambda: _backend().set_password(SERVICE, user, token))
+
+
+def keyring_delete(user: str) -> bool:
+    """Remove the entry; False when there was none."""
+    import keyring.errors
+
+    def delete() -> bool:
+        try:
+            _backend().delete_password(SERVICE, user)
+        except keyring.errors.PasswordDeleteError:
+            return False
+        return True
+
+    return _bounded(delete)
+
+
+def keyring_name() -> str:
+    with contextlib.suppress(Exception):
+        backend = _bounded(_backend)
+        return f"{type(backend).__module__}.{type(backend).__name__}"
+    return "none"
+
+
+# -- the plain-text fallback file -------------------------------------------------------
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise AuthError(f"cannot read the token file {path}: {exc}") from None
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _write_file(path: Path, tokens: dict[str, str]) -> None:
+    """Write the file with mode 0600 from its first byte, in a 0700 folder, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=path.parent)  # mkstemp: O_EXCL, 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(tokens, handle, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+# -- what the commands use --------------------------------------------------------------
+
+
+def store(settings: Settings, token: str, *, insecure_storage: bool) -> Token:
+    """Save the token in the keyring, or with `insecure_storage` in the 0600 file."""
+    user = account(settings)
+    if insecure_storage:
+        path = token_file()
+        tokens = _read_file(path)
+        tokens[user] = token
+        _write_file(path, tokens)
+        return Token(token, "file", str(path))
+    keyring_set(user, token)
+    return Token(token, "keyring", f"{SERVICE} / {user}")
+
+
+def load(settings: Settings, env: dict[str, str] | None = None) -> Token | None:
+    """The token in use: GPTI2_TOKEN, else the keyring, else the fallback file."""
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    if env.get(ENV_VAR, "").strip():
+        return Token(env[ENV_VAR].strip(), "env", ENV_VAR)
+    user = account(settings)
+    refused: KeyringRefused | None = None
+    try:
+        token = keyring_get(user)
+    except KeyringUnavailable:
+        token = None
+    except KeyringRefused as exc:
+        token, refused = None, exc
+    if token:
+        return Token(token, "keyring", f"{SERVICE} / {user}")
+    path = token_file()
+    from_file = _read_file(path).get(user)
+    if from_file:
+        return Token(from_file, "file", str(path))
+    if refused is not None:
+        raise refused
+    return None
+
+
+def require(settings: Settings) -> Token:
+    """The token in use, or the one "no token" error every command shares."""
+    token = load(settings)
+    if token is None:
+        raise AuthError(f"no token for {account(settings)}", hint=LOGIN_HINT)
+    return token
+
+
+def remove(settings: Settings) -> list[str]:
+    """Remove the stored token from the keyring and the file; where it was removed from."""
+    user = account(settings)
+    removed = []
+    with contextlib.suppress(KeyringUnavailable):
+        if keyring_delete(user):
+            removed.append("keyring")
+    path = token_file()
+    tokens = _read_file(path)
+    if tokens.pop(user, None) is not None:
+        if tokens:
+            _write_file(path, tokens)
+        else:
+            path.unlink()
+        removed.append(f"file {path}")
+    return removed

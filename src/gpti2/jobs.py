@@ -1,0 +1,363 @@
+"""The job route: start, status (with lenient reading), waiting, and fetching results."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import mimetypes
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from gpti2 import images
+from gpti2.client import ApiClient, Progress
+from gpti2.errors import (
+    JobFailedError,
+    JobNotFinishedError,
+    ServerError,
+    UsageError,
+)
+
+START_ROUTE = "/api/aiimage/start"
+MAX_POLL_INTERVAL = 10.0
+POLL_GROWTH = 1.25
+
+
+class JobStatus(StrEnum):
+    """A job's status, normalised from whatever the server calls it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+_STATUS_WORDS = {
+    JobStatus.PENDING: ("pending", "queued", "waiting", "submitted", "created"),
+    JobStatus.RUNNING: ("processing", "running", "generating", "in_progress", "started"),
+    JobStatus.SUCCEEDED: ("success", "succeeded", "completed", "complete", "done", "finished"),
+    JobStatus.FAILED: ("failed", "failure", "error"),
+    JobStatus.CANCELED: ("canceled", "cancelled"),
+}
+_STATUS = {word: status for status, words in _STATUS_WORDS.items() for word in words}
+
+
+def normalize_status(raw: Any) -> JobStatus:
+    """Map a raw status (any case) to a JobStatus; UNKNOWN for anything else."""
+    return _STATUS.get(str(raw or "").strip().lower(), JobStatus.UNKNOWN)
+
+
+@dataclass
+class Job:
+    """What we know of one job."""
+
+    task_id: str
+    status: JobStatus
+    raw_status: str | None = None
+    progress: float | None = None
+    images: list[str] = field(default_factory=list)
+    error: str | None = None
+    credits_remaining: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "taskId": self.task_id,
+            "status": self.status.value,
+            "rawStatus": self.raw_status,
+            "progress": self.progress,
+            "images": self.images,
+            "error": self.error,
+        }
+
+
+def _first(data: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def image_refs(items: Any) -> list[str]:
+    """Image references from a list of strings or objects (imageUrl, url, uri, image, src)."""
+    if isinstance(items, str):
+        items = [items]
+    refs = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            item = _first(item, "imageUrl", "url", "uri", "image", "src")
+        if isinstance(item, str) and item.strip():
+            refs.append(item.strip())
+    return refs
+
+
+def parse_job(payload: Any, task_id: str | None = None) -> Job:
+    """Read a job object leniently (API.md §2.2), envelope already unwrapped."""
+    if not isinstance(payload, dict):
+        raise ServerError("malformed response: expected a job object")
+    data = dict(payload)
+    info = data.get("taskInfo")
+    if isinstance(info, str) and info.strip():
+        with contextlib.suppress(ValueError):
+            info = json.loads(info)
+    if isinstance(info, dict):
+        for key, value in info.items():
+            data.setdefault(key, value)
+    found_id = _first(data, "taskId", "id", "jobId", "task_id") or task_id
+    if not found_id:
+        raise ServerError("malformed response: the job has no id")
+    raw = _first(data, "status", "state")
+    progress = data.get("progress")
+    credits = _first(data, "creditsRemaining", "credits", "remainingCredits")
+    error = _first(data, "error", "errorMessage", "failReason", "message")
+    if isinstance(error, dict):
+        error = error.get("message")
+    status = normalize_status(raw)
+    return Job(
+        task_id=str(found_id),
+        status=status,
+        raw_status=None if raw is None else str(raw),
+        progress=float(progress) if isinstance(progress, int | float) else None,
+        images=image_refs(data.get("images")),
+        error=str(error) if error and status in (JobStatus.FAILED, JobStatus.CANCELED) else None,
+        credits_remaining=int(credits) if isinstance(credits, int | float) else None,
+    )
+
+
+# -- starting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One job start, as sent on the wire."""
+
+    prompt: str
+    feature_id: str
+    mode: str
+    model_id: str
+    aspect_ratio: str
+    image_urls: tuple[str, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "featureId": self.feature_id,
+            "mode": self.mode,
+            "modelId": self.model_id,
+            "prompt": self.prompt,
+            "aspectRatio": self.aspect_ratio,
+        }
+        if self.image_urls:
+            body["imageUrls"] = list(self.image_urls)
+        return body
+
+
+def reference_image(value: str) -> str:
+    """An --image value as sent: a URL as is, a local file as a data: URL."""
+    if re.match(r"^(https?|data):", value, re.IGNORECASE):
+        return value
+    path = Path(value).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read --image {value}: {exc.strerror or exc}",
+            hint="give a readable image file, or an https:// URL",
+        ) from None
+    fmt = images.sniff_format(data)
+    mime = f"image/{fmt}" if fmt else (mimetypes.guess_type(path.name)[0] or "")
+    if not mime.startswith("image/"):
+        raise UsageError(f"--image {value} is not a PNG, JPEG, WebP or GIF image")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def start(client: ApiClient, request: StartRequest) -> Job:
+    """Create the job; retried only where it cannot exist yet, with one Idempotency-Key."""
+    payload = client.call(
+        "POST",
+        START_ROUTE,
+        json_body=request.body(),
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+        auth=True,
+        start=True,
+    )
+    return parse_job(payload)
+
+
+# -- polling --------------------------------------------------------------------------
+
+
+def status_request(route: str, task_id: str) -> tuple[str, str, dict[str, str] | None]:
+    """(method, path, JSON body) for a status route template `[METHOD ]PATH`."""
+    method, _, path = route.strip().partition(" ")
+    if not path:
+        method, path = "GET", method
+    method = method.upper()
+    path = path.replace("{taskId}", quote(task_id, safe=""))
+    return method, path, ({"taskId": task_id} if method == "POST" else None)
+
+
+def status(client: ApiClient, task_id: str, route: str) -> Job:
+    method, path, body = status_request(route, task_id)
+    return parse_job(client.call(method, path, json_body=body, auth=True), task_id)
+
+
+def wait(
+    client: ApiClient,
+    task_id: str,
+    route: str,
+    *,
+    interval: float,
+    timeout: float,
+    on_update: Callable[[Job, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Job:
+    """Poll until the job is terminal; JobNotFinishedError once `timeout` has passed."""
+    started = clock()
+    delay = max(interval, 0.0)
+    while True:
+        job = status(client, task_id, route)
+        elapsed = clock() - started
+        if on_update:
+            on_update(job, elapsed)
+        if job.status.is_terminal:
+            return job
+        if elapsed + delay > timeout:
+            raise JobNotFinishedError(
+                f"job {task_id} is still {job.status.value} after {timeout:g} s",
+                hint=f"come back later: gpti2 job fetch {task_id} --wait",
+            )
+        sleep(delay)
+        delay = min(MAX_POLL_INTERVAL, max(delay * POLL_GROWTH, 0.0))
+
+
+def check_finished(job: Job) -> None:
+    """Raise exit 7 for failed/canceled and exit 8 for an active job."""
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+        raise JobFailedError(
+            f"job {job.task_id} {job.status.value}: {job.error or 'no reason given'}"
+        )
+    if job.status is not JobStatus.SUCCEEDED:
+        raise JobNotFinishedError(
+            f"job {job.task_id} is {job.status.value}, not finished",
+            hint=f"wait for it: gpti2 job fetch {job.task_id} --wait",
+        )
+
+
+# -- fetching -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    """One result image on disk."""
+
+    path: Path
+    info: images.ImageInfo
+    kept: bool = False  # it was already there and was left alone
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "bytes": self.info.bytes,
+            "sha256": self.info.sha256,
+            "format": self.info.format,
+        }
+
+
+def existing_result(folder: Path, stem: str) -> Path | None:
+    """A result already on disk under `<stem>.<any image extension>`."""
+    for ext in sorted(set(images.EXTENSIONS.values())):
+        candidate = folder / f"{stem}.{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fetch(
+    client: ApiClient,
+    job: Job,
+    folder: Path,
+    *,
+    force: bool,
+    progress: Callable[[int], Progress | None] | None = None,
+) -> list[SavedFile]:
+    """Write every result image as `<taskId>-<n>.<ext>`; existing ones kept unless force."""
+    check_finished(job)
+    if not job.images:
+        raise ServerError(f"job {job.task_id} succeeded but lists no images")
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for n, ref in enumerate(job.images, start=1):
+        stem = f"{job.task_id}-{n}"
+        existing = None if force else existing_result(folder, stem)
+        if existing is not None:
+            info = images.describe_file(existing)
+            if info is not None:
+                saved.append(SavedFile(existing, info, kept=True))
+                continue
+        report = progress(n) if progress else None
+        saved.append(_save_one(client, ref, folder, stem, force, report))
+    return saved
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
+
+
+def _save_one(
+    client: ApiClient, ref: str, folder: Path, stem: str, force: bool, report: Progress | None
+) -> SavedFile:
+    """Decode a data URL or bare base64 item in place; download anything else (a URL)."""
+    if ref[:5].lower() == "data:" or _BASE64.fullmatch(ref):
+        data = images.decode_base64_image(ref)
+        info = images.describe(data)
+        path = folder / f"{stem}.{info.extension}"
+        images.write_atomic(path, data, force)
+        return SavedFile(path, info)
+    return _download(client, ref, folder, stem, force, report)
+
+
+def _download(
+    client: ApiClient, url: str, folder: Path, stem: str, force: bool, report: Progress | None
+) -> SavedFile:
+    """Stream one image to a temporary file, then give it its name (nothing partial left)."""
+    parts: list[tuple[IO[bytes], Path]] = []
+
+    def sink() -> IO[bytes]:
+        for handle, path in parts:  # a retried attempt starts afresh
+            handle.close()
+            path.unlink(missing_ok=True)
+        parts.clear()
+        fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
+        handle = os.fdopen(fd, "wb")
+        parts.append((handle, Path(name)))
+        return handle
+
+    try:
+        client.send("GET", url, auth=True, sink=sink, progress=report)
+        handle, tmp = parts[-1]
+        handle.close()
+        info = images.describe_file(tmp)
+        if info is None:
+            raise ServerError(f"malformed response: {url} is not a PNG, JPEG, WebP or GIF image")
+        path = folder / f"{stem}.{info.extension}"
+        images.publish(tmp, path, force)
+        return SavedFile(path, info)
+    finally:
+        for handle, path in parts:
+            handle.close()
+            path.unlink(missing_ok=True)
