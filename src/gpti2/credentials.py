@@ -94,7 +94,8 @@ def _bounded(call: Callable[[], T]) -> T:
     thread.join(KEYRING_TIMEOUT)
     if thread.is_alive():
         raise KeyringUnavailable(
-            f"it did not answer within {KEYRING_TIMEOUT:g} s (a locked keyring, or no D-Bus session?)"
+            f"it did not answer within {KEYRING_TIMEOUT:g} s"
+            " (a locked keyring, or no D-Bus session?)"
         )
     if "error" in outcome:
         _raise_keyring_error(outcome["error"])
