@@ -36,14 +36,25 @@ def isolated_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "fake_keyring.MemoryKeyring")
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )
+    use_keyring("fake_keyring.MemoryKeyring", monkeypatch)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     return home
+
+
+def use_keyring(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Choose the keyring backend for this process and for the subprocesses it starts."""
+    import importlib
+
+    import keyring
+
+    module, _, name = path.rpartition(".")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", path)
+    keyring.set_keyring(getattr(importlib.import_module(module), name)())
 
 
 @pytest.fixture

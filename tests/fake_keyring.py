@@ -49,4 +49,20 @@ class HangingKeyring(MemoryKeyring):
         time.sleep(30)
         return None
 
-    set_password = delete_password = get_password  # type: ignore[assignment]
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.get_password(service, username)
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.get_password(service, username)
+
+
+class RefusingKeyring(MemoryKeyring):
+    """A keyring that exists but refuses (locked, access denied)."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        from keyring.errors import KeyringLocked
+
+        raise KeyringLocked("the collection is locked")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.get_password(service, username)

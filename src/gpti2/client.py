@@ -284,7 +284,11 @@ class ApiClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request and return its JSON payload, envelope unwrapped."""
-        return unwrap(self.send(method, path, **kwargs).json())
+        reply = self.send(method, path, **kwargs)
+        try:
+            return unwrap(reply.json())
+        except Gpti2Error as error:
+            raise error.redact(self._secret()) from None
 
     def send(
         self,
@@ -320,8 +324,7 @@ class ApiClient:
                 attempt += 1
                 continue
             if reply.status >= 400:
-                error = error_for_status(reply)
-                error.message = self._scrub(error.message)
+                error = error_for_status(reply).redact(self._secret())
                 if start and isinstance(error, ServerError) and reply.status not in retry_on:
                     error.hint = "the job may or may not exist; check with `gpti2 job status`"
                 raise error
@@ -435,15 +438,13 @@ class ApiClient:
             f"{self.max_body // (1024 * 1024)} MiB; refused"
         )
 
-    def _scrub(self, text: str) -> str:
-        """The text with the token replaced, should a server echo it back."""
-        if self.credentials and self.credentials.token:
-            return text.replace(self.credentials.token, REDACTED)
-        return text
+    def _secret(self) -> str | None:
+        return self.credentials.token if self.credentials else None
 
     def _emit(self, line: str) -> None:
         if self._log is not None:
-            self._log(self._scrub(line))
+            secret = self._secret()
+            self._log(line.replace(secret, REDACTED) if secret else line)
 
     def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
         if self._log is None:

@@ -31,6 +31,13 @@ class Gpti2Error(Exception):
         self.message = message
         self.hint = hint
 
+    def redact(self, secret: str | None, mask: str = "[redacted]") -> Gpti2Error:
+        """Remove `secret` from the message (a server may echo a token back)."""
+        if secret:
+            self.message = self.message.replace(secret, mask)
+            self.args = (self.message,)
+        return self
+
 
 class UsageError(Gpti2Error):
     """Bad flag, bad local input, bad config, an output that would be overwritten."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class Ui:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False)
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
         return self._console
 
     @property
@@ -144,7 +145,7 @@ class Ui:
         last: list[str] = []
 
         def plain(message: str) -> None:
-            key = message.split(" (")[0]
+            key = re.sub(r" \d+%| \(\d+ s\)", "", message)  # print changes of state only
             if last != [key]:
                 last[:] = [key]
                 if not (self.state.quiet or self.state.json):
