@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import TOKEN, gpti2_command, use_keyring
 
 BASE = "http://127.0.0.1:8787"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import OTHER_TOKEN, TOKEN
 
+from conftest import OTHER_TOKEN, TOKEN
 from gpti2.emulator.art import placeholder_png
 from gpti2.jobs import JobStatus, normalize_status, parse_job, status_request
 
@@ -101,8 +101,9 @@ def test_start_prints_the_id_then_status_and_fetch(cli, emulator, signed_in, tmp
     waited = cli("job", "status", task_id, "--wait", "--base-url", emulator.url)
     assert waited.exit_code == 0 and waited.stdout == "succeeded\n"
 
-    fetched = cli("job", "fetch", task_id, "-o", str(tmp_path / "out"), "--json",
-                  "--base-url", emulator.url)
+    fetched = cli(
+        "job", "fetch", task_id, "-o", str(tmp_path / "out"), "--json", "--base-url", emulator.url
+    )
     assert fetched.exit_code == 0, fetched.stderr
     files = fetched.json["files"]
     assert [Path(f["path"]).name for f in files] == [f"{task_id}-1.png"]
@@ -223,7 +224,9 @@ def test_concurrent_starts_do_not_corrupt_the_store(emulator) -> None:
     assert emulator.store.credits(TOKEN) == 100 - 24
 
 
-def test_a_restarted_emulator_still_serves_old_jobs(cli, make_emulator, signed_in, tmp_path) -> None:
+def test_a_restarted_emulator_still_serves_old_jobs(
+    cli, make_emulator, signed_in, tmp_path
+) -> None:
     db = tmp_path / "emu.sqlite3"
     first = make_emulator(db=db, job_seconds=0.1)
     task_id = cli("job", "start", "kept", "--base-url", first.url).stdout.strip()
@@ -238,8 +241,17 @@ def test_image_to_image_sends_local_files_as_data_urls(cli, scripted, signed_in,
     ref = tmp_path / "ref.png"
     ref.write_bytes(placeholder_png("ref", 4, 4))
     scripted.add(200, {"code": 0, "message": "ok", "data": {"taskId": "t1", "status": "queued"}})
-    run = cli("job", "start", "x", "--mode", "image_to_image", "--image", str(ref),
-              "--base-url", scripted.url)
+    run = cli(
+        "job",
+        "start",
+        "x",
+        "--mode",
+        "image_to_image",
+        "--image",
+        str(ref),
+        "--base-url",
+        scripted.url,
+    )
     assert run.exit_code == 0, run.stderr
     body = json.loads(scripted.seen[0].body)
     assert body["mode"] == "image_to_image"

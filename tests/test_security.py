@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TOKEN, ScriptedServer
 
+from conftest import TOKEN, ScriptedServer
 from gpti2.emulator.art import placeholder_png
 
 
@@ -106,7 +106,9 @@ def test_a_download_cut_midway_leaves_no_partial_file(cli, scripted, tmp_path) -
     png = placeholder_png("cut", 64, 64)
     scripted.add(200, _envelope({"taskId": "t9", "status": "done", "images": ["/f/1.png"]}))
     scripted.add(200, png, cut_after=len(png) // 2)
-    run = cli("job", "fetch", "t9", "-o", str(tmp_path), "--retries", "0", "--base-url", scripted.url)
+    run = cli(
+        "job", "fetch", "t9", "-o", str(tmp_path), "--retries", "0", "--base-url", scripted.url
+    )
     assert run.exit_code == 6
     assert list(tmp_path.iterdir()) == []
 
