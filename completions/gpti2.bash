@@ -5,13 +5,14 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
     case "$prev" in
         --aspect-ratio) return ;;
         --base-url) return ;;
+        --concurrency) return ;;
         --credits) return ;;
         --db) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --fail-rate) return ;;
@@ -26,6 +27,7 @@ _gpti2() {
         --latency) return ;;
         --mode) COMPREPLY=($(compgen -W "text_to_image image_to_image" -- "$cur")); return ;;
         --model) return ;;
+        --only) return ;;
         --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --poll-interval) return ;;
         --port) return ;;
@@ -38,18 +40,20 @@ _gpti2() {
         --token) return ;;
         --wait-timeout) return ;;
         -a) return ;;
+        -j) return ;;
         -m) return ;;
         -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -p) return ;;
     esac
     local words
     case "$path" in
-        "") words="auth config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --version -h --help" ;;
+        "") words="auth batch config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;

@@ -311,17 +311,18 @@ def fetch(
                 saved.append(SavedFile(existing, info, kept=True))
                 continue
         report = progress(n) if progress else None
-        saved.append(_save_one(client, ref, folder, stem, force, report))
+        saved.append(save_image(client, ref, folder, stem, force, report))
     return saved
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
 
 
-def _save_one(
+def save_image(
     client: ApiClient, ref: str, folder: Path, stem: str, force: bool, report: Progress | None
 ) -> SavedFile:
-    """Decode a data URL or bare base64 item in place; download anything else (a URL)."""
+    """Write one result image as `<stem>.<ext>`: a data URL or bare base64 item decoded in
+    place, anything else (a URL, absolute or relative) downloaded."""
     if ref[:5].lower() == "data:" or _BASE64.fullmatch(ref):
         data = images.decode_base64_image(ref)
         info = images.describe(data)

@@ -198,11 +198,12 @@ def root(
 
 
 def _register() -> None:
-    from gpti2.cli import auth, config_cmd, generate, job, serve
+    from gpti2.cli import auth, batch, config_cmd, generate, job, serve
 
     app.command("generate")(generate.generate)
     app.add_typer(auth.app, name="auth")
     app.add_typer(job.app, name="job")
+    app.command("batch")(batch.batch)
     app.add_typer(config_cmd.app, name="config")
     app.command("serve")(serve.serve)
 
