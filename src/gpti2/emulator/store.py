@@ -221,6 +221,15 @@ class Store:
                 raise
         return len(due)
 
+    def created_times(self, token: str) -> list[float]:
+        """When each of the token's jobs was created (for tests of concurrency)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT created FROM jobs WHERE token_hash = ? ORDER BY created",
+                (token_hash(token),),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def count_jobs(self, token: str | None = None) -> int:
         with self._lock:
             if token is None:
