@@ -147,3 +147,9 @@ def test_real_secret_service_round_trip(tmp_path, monkeypatch) -> None:
     assert run("auth", "logout").returncode == 0
     assert SecretService.Keyring().get_password("gpti2", account) is None
     assert run("auth", "status").returncode == 3
+
+
+def test_status_json_without_a_token_is_one_object_saying_none(cli) -> None:
+    run = cli("auth", "status", "--json")
+    assert run.exit_code == 3
+    assert run.json["source"] is None and run.json["token"] is None

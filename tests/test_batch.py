@@ -281,3 +281,9 @@ def test_ctrl_c_keeps_finished_images_and_leaves_nothing_partial(tmp_path, make_
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
     written = sorted(p.name for p in (folder / "out").iterdir())
     assert written == sorted(Path(r["path"]).name for r in records.values())
+
+
+def test_check_json_is_one_object(cli, project) -> None:
+    run = cli("batch", "assets.toml", "--check", "--json")
+    assert run.exit_code == 9
+    assert run.json["totals"] == {"toGenerate": 3, "upToDate": 0}

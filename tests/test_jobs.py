@@ -276,3 +276,15 @@ def test_other_status_routes_and_cookie_auth(cli, emulator, signed_in) -> None:
     assert cli("job", "status", task_id, "--wait").stdout == "succeeded\n"
     cli("config", "set", "status_route", "/api/tasks/{taskId}")
     assert cli("job", "status", task_id).stdout == "succeeded\n"
+
+
+def test_json_answers_stay_one_object_on_failure_and_timeout(cli, make_emulator, signed_in):
+    failing = make_emulator(job_fail_rate=1.0, job_seconds=0.1)
+    task_id = cli("job", "start", "x", "--base-url", failing.url).stdout.strip()
+    failed = cli("job", "status", task_id, "--wait", "--json", "--base-url", failing.url)
+    assert failed.exit_code == 7
+    assert failed.json["status"] == "failed" and "injected" in failed.json["error"]
+    slow = make_emulator(job_seconds=30)
+    task_id = cli("job", "start", "x", "--base-url", slow.url).stdout.strip()
+    late = cli("job", "status", task_id, "--wait", "--wait-timeout", "0.2", "--base-url", slow.url)
+    assert late.exit_code == 8 and late.stdout.strip() in ("pending", "running")

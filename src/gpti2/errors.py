@@ -25,11 +25,19 @@ class Gpti2Error(Exception):
     """An error the user should see as one `error:` line (and maybe a `hint:` line)."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+    # True when the command already printed its answer on stdout (its --json object),
+    # so the error must not add a second one.
+    answered: bool = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def after_answer(self) -> Gpti2Error:
+        """Mark that stdout already holds the command's answer."""
+        self.answered = True
+        return self
 
     def redact(self, secret: str | None, mask: str = "[redacted]") -> Gpti2Error:
         """Remove `secret` from the message (a server may echo a token back)."""
@@ -79,6 +87,10 @@ class JobNotFinishedError(Gpti2Error):
     """The job is still active (no --wait, or --wait-timeout reached)."""
 
     exit_code = ExitCode.NOT_FINISHED
+
+    def __init__(self, message: str, hint: str | None = None, job: object = None) -> None:
+        super().__init__(message, hint)
+        self.job = job  # the last state seen
 
 
 class OutOfDateError(Gpti2Error):

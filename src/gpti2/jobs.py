@@ -241,6 +241,7 @@ def wait(
             raise JobNotFinishedError(
                 f"job {task_id} is still {job.status.value} after {timeout:g} s",
                 hint=f"come back later: gpti2 job fetch {task_id} --wait",
+                job=job,
             )
         sleep(delay)
         delay = min(MAX_POLL_INTERVAL, max(delay * POLL_GROWTH, 0.0))

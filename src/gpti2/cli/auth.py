@@ -89,9 +89,10 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
             }
         )
     if token is None:
-        raise AuthError(
+        error = AuthError(
             f"not signed in to {host} (profile {settings.profile})", hint=credentials.LOGIN_HINT
         )
+        raise error.after_answer() if ui.state.json else error
     if ui.state.json:
         return
     ui.out(f"profile: {settings.profile}")

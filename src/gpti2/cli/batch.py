@@ -55,7 +55,7 @@ def batch(
             raise OutOfDateError(
                 f"{len(todo)} of {len(items)} images to generate",
                 hint=f"run: gpti2 batch {manifest}",
-            )
+            ).after_answer()
         return
 
     blocking = core.conflicts(spec, lock, items)

@@ -186,23 +186,32 @@ def status(
 ) -> None:
     """Print the job's status: pending, running, succeeded, failed, canceled or unknown."""
     from gpti2 import jobs
-    from gpti2.errors import JobFailedError
+    from gpti2.errors import JobFailedError, JobNotFinishedError
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
-    with ui.client(settings, auth=True) as client:
-        if wait:
-            job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
+
+    def answer(job: Job) -> None:
+        if ui.state.json:
+            ui.out_json(job.as_json())
         else:
-            job = jobs.status(client, task_id, settings.status_route)
-    if ui.state.json:
-        ui.out_json(job.as_json())
-    else:
-        ui.out(job.status.value)
+            ui.out(job.status.value)
+
+    with ui.client(settings, auth=True) as client:
+        try:
+            if wait:
+                job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
+            else:
+                job = jobs.status(client, task_id, settings.status_route)
+        except JobNotFinishedError as exc:  # --wait-timeout: still say where it stands
+            if isinstance(exc.job, jobs.Job):
+                answer(exc.job)
+                exc.after_answer()
+            raise
+    answer(job)
     if job.status in (jobs.JobStatus.FAILED, jobs.JobStatus.CANCELED):
-        raise JobFailedError(
-            f"job {job.task_id} {job.status.value}: {job.error or 'no reason given'}"
-        )
+        reason = job.error or "no reason given"
+        raise JobFailedError(f"job {job.task_id} {job.status.value}: {reason}").after_answer()
 
 
 @app.command("fetch")

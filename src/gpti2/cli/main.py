@@ -90,7 +90,7 @@ def report(exc: BaseException, state: State) -> int:
     sys.stderr.write(f"{_color('1;31', 'error:')} {message}\n")
     if hint:
         sys.stderr.write(f"{_color('2', 'hint:')} {hint}\n")
-    if state.json:
+    if state.json and not getattr(exc, "answered", False):
         import json
 
         sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
