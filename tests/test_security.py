@@ -125,3 +125,36 @@ def test_a_download_retried_after_a_cut_is_complete(cli, scripted, tmp_path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["t9-1.png"]
     assert (tmp_path / "t9-1.png").read_bytes() == png
     assert json.loads(run.stdout)["files"][0]["bytes"] == len(png)
+
+
+def test_plain_http_cdn_is_fine_when_no_credentials_go_there() -> None:
+    """The plain-http refusal is about credentials: a result on another host gets none."""
+    import httpx
+
+    from gpti2.client import ApiClient, Credentials
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=placeholder_png("cdn", 4, 4))
+
+    client = ApiClient(
+        "https://api.example",
+        credentials=Credentials(TOKEN),
+        transport=httpx.MockTransport(handler),
+    )
+    with client:
+        reply = client.send("GET", "http://cdn.example/x.png", auth=True)
+        assert reply.status == 200
+        assert "authorization" not in seen[0].headers
+        insecure = ApiClient(
+            "http://api.example",
+            credentials=Credentials(TOKEN),
+            transport=httpx.MockTransport(handler),
+        )
+        from gpti2.errors import UsageError
+
+        with pytest.raises(UsageError, match="plain http"):
+            insecure.send("GET", "/api/aiimage/status?taskId=x", auth=True)
+        assert len(seen) == 1  # refused before connecting

@@ -305,7 +305,7 @@ class ApiClient:
         """Send with retries. `start` applies the job-start retry rule; `sink` streams a
         2xx body into a fresh file object per attempt instead of memory."""
         url = self.url_for(path)
-        if auth:
+        if auth and self.credentials is not None and origin(url) == origin(self.base_url):
             self._check_credentials_allowed(url)
         attempt = 0
         while True:
