@@ -140,17 +140,18 @@ def _display(ui: Ui, total: int) -> Iterator[Events]:
         yield Events(end=plain_end)
         return
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=ui.console,
         transient=True,
     ) as bars:
-        overall = bars.add_task("batch", total=total)
+        overall = bars.add_task(f"batch 0/{total}", total=total)
+        finished = [0]
         in_flight: dict[str, int] = {}
 
         def begin(entry: Entry, stage: str) -> None:
@@ -163,7 +164,8 @@ def _display(ui: Ui, total: int) -> Iterator[Events]:
             task = in_flight.pop(result.name, None)
             if task is not None:
                 bars.remove_task(task)
-            bars.advance(overall)
+            finished[0] += 1
+            bars.update(overall, advance=1, description=f"batch {finished[0]}/{total}")
 
         yield Events(begin=begin, end=end)
 

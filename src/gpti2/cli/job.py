@@ -58,9 +58,13 @@ def _output_dir(output: Path | None, settings: Settings) -> Path:
 
 def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, timeout) -> Job:
     """Poll with a live status line on stderr until the job is terminal."""
+    import time
+
     from gpti2 import jobs
 
+    started = time.monotonic()
     with ui.live(f"job {task_id}: waiting") as show:
+        line = [f"job {task_id}: waiting"]
 
         def update(job: Job, elapsed: float) -> None:
             word = (
@@ -69,7 +73,14 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
                 else (f"unknown status {job.raw_status!r}")
             )
             pct = f" {job.progress:.0f}%" if job.progress is not None else ""
-            show(f"job {task_id}: {word}{pct} ({elapsed:.0f} s)")
+            line[0] = f"job {task_id}: {word}{pct}"
+            show(f"{line[0]} ({elapsed:.0f} s)")
+
+        def sleep(seconds: float) -> None:  # keep the elapsed time ticking between polls
+            until = time.monotonic() + seconds
+            while (left := until - time.monotonic()) > 0:
+                time.sleep(min(left, 0.5))
+                show(f"{line[0]} ({time.monotonic() - started:.0f} s)")
 
         return jobs.wait(
             client,
@@ -78,6 +89,7 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
             interval=_poll_interval(poll),
             timeout=timeout,
             on_update=update,
+            sleep=sleep,
         )
 
 
