@@ -62,9 +62,12 @@ def tree() -> Node:
                 )
             )
         node.options.append(Opt(["-h", "--help"], "Show help and exit", False, [], False))
-        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
-            if not sub.hidden:
-                node.children[name] = walk(sub, [*path, name])
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.context_class(cmd, info_name=path[-1] if path else "gpti2")
+            for name in sorted(cmd.list_commands(ctx)):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None and not sub.hidden:
+                    node.children[name] = walk(sub, [*path, name])
         return node
 
     root = walk(typer.main.get_command(app), [])

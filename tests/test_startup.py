@@ -32,3 +32,17 @@ def test_version_prints_the_version() -> None:
         [sys.executable, "-m", "gpti2", "--version"], capture_output=True, text=True, timeout=60
     )
     assert out.stdout == f"gpti2 {__version__}\n"
+
+
+def test_root_help_lists_every_command_with_its_own_first_help_line() -> None:
+    import typer.main
+
+    from gpti2.cli import app
+    from gpti2.cli.main import COMMANDS
+
+    group = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name="gpti2")
+    for name, (_, short) in COMMANDS.items():
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        assert command.help.strip().splitlines()[0] == short, name

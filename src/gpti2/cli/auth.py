@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from gpti2.cli.common import JsonOption, QuietOption, enter
+from gpti2.cli.common import JsonOption, QuietOption, command_app, enter
 
-app = typer.Typer(help="Sign in: store, show and remove the API token.", no_args_is_help=True)
+app = command_app("Sign in: store, show and remove the API token.")
 
 
 @app.command("login")

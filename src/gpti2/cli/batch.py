@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, enter
+from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, command_app, enter
 
 if TYPE_CHECKING:
     from gpti2.batch import Entry, Events, Item, Result
 
 
+app = command_app()
+
+
+@app.command("batch")
 def batch(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="The TOML manifest.", metavar="MANIFEST")],
@@ -36,7 +40,7 @@ def batch(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Generate the images a manifest describes; unchanged ones cost nothing."""
+    """Generate the images a manifest describes, skipping unchanged ones."""
     from gpti2 import batch as core
     from gpti2 import images
     from gpti2.cli.job import _poll_interval

@@ -6,7 +6,6 @@ Kept free of heavy imports: `gpti2 --help` loads this module.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -51,6 +50,19 @@ class State:
             "retries": self.retries,
             **command_flags,
         }
+
+
+def command_app(help: str | None = None) -> typer.Typer:
+    """A Typer for one command or command group, with the house settings (plain help,
+    -h, no completion installer, no pretty tracebacks)."""
+    return typer.Typer(
+        help=help,
+        rich_markup_mode=None,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def get_state(ctx: typer.Context) -> State:
@@ -104,6 +116,8 @@ class Ui:
         sys.stdout.flush()
 
     def out_json(self, payload: Any) -> None:
+        import json
+
         indent = 2 if sys.stdout.isatty() else None
         self.out(json.dumps(payload, ensure_ascii=False, indent=indent))
 

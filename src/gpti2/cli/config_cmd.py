@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from gpti2.cli.common import JsonOption, QuietOption, enter
+from gpti2.cli.common import JsonOption, QuietOption, command_app, enter
 
-app = typer.Typer(help="Read and write settings of the active profile.", no_args_is_help=True)
+app = command_app("Read and write settings of the active profile.")
 
 KeyArg = Annotated[str, typer.Argument(help="A setting, for example base_url.", metavar="KEY")]
 

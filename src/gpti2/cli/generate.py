@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, enter
+from gpti2.cli.common import ForceOption, JsonOption, QuietOption, command_app, enter
+
+app = command_app()
 
 
 def read_prompt(prompt: str) -> str:
@@ -19,6 +21,7 @@ def read_prompt(prompt: str) -> str:
     return clean_prompt(sys.stdin.read() if prompt == "-" else prompt)
 
 
+@app.command("generate")
 def generate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="What to draw; - reads it from stdin.")],

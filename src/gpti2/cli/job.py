@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, enter
+from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, command_app, enter
 
 if TYPE_CHECKING:
     from gpti2.client import ApiClient
     from gpti2.jobs import Job, SavedFile
     from gpti2.settings import Settings
 
-app = typer.Typer(help="Start jobs, follow them, and fetch their images.", no_args_is_help=True)
+app = command_app("Start jobs, follow them, and fetch their images.")
 
 PollOption = Annotated[
     float | None,

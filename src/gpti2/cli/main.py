@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Annotated, Any
 
 import typer
@@ -86,6 +85,8 @@ def report(exc: BaseException, state: State) -> int:
         message = f"internal error: {type(exc).__name__}: {exc}"
         hint = None if state.verbose else "run again with --verbose for the traceback"
     if state.verbose and not isinstance(exc, KeyboardInterrupt):
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.write(f"{_color('1;31', 'error:')} {message}\n")
     if hint:
@@ -98,8 +99,52 @@ def report(exc: BaseException, state: State) -> int:
     return code
 
 
+# The commands, loaded only when used: `gpti2 --help` lists them from this table without
+# importing any (tests/test_startup.py checks the help lines match the commands).
+COMMANDS = {
+    "generate": (
+        "gpti2.cli.generate",
+        "Generate one image on the quick route and write it to disk.",
+    ),
+    "job": ("gpti2.cli.job", "Start jobs, follow them, and fetch their images."),
+    "batch": (
+        "gpti2.cli.batch",
+        "Generate the images a manifest describes, skipping unchanged ones.",
+    ),
+    "auth": ("gpti2.cli.auth", "Sign in: store, show and remove the API token."),
+    "config": ("gpti2.cli.config_cmd", "Read and write settings of the active profile."),
+    "serve": (
+        "gpti2.cli.serve",
+        "Run the local emulator of the gpt-image2 API.",
+    ),
+}
+
+
 class Gpti2Group(TyperGroup):
-    """Typer's group with root options accepted anywhere and our own error reporting."""
+    """Typer's group with lazily loaded commands, root options accepted anywhere, and our
+    own error reporting."""
+
+    _loaded: dict[str, Any]
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        loaded = self.__dict__.setdefault("_loaded", {})
+        if cmd_name not in loaded:
+            import importlib
+
+            import typer.main
+
+            module = importlib.import_module(COMMANDS[cmd_name][0])
+            loaded[cmd_name] = typer.main.get_command(module.app)
+        return loaded[cmd_name]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
     def main(  # type: ignore[override]
         self, args: Any = None, prog_name: str | None = None, **extra: Any
@@ -195,17 +240,3 @@ def root(
     state.no_progress = no_progress
     state.allow_insecure_http = allow_insecure_http
     state.verbose = verbose
-
-
-def _register() -> None:
-    from gpti2.cli import auth, batch, config_cmd, generate, job, serve
-
-    app.command("generate")(generate.generate)
-    app.add_typer(auth.app, name="auth")
-    app.add_typer(job.app, name="job")
-    app.command("batch")(batch.batch)
-    app.add_typer(config_cmd.app, name="config")
-    app.command("serve")(serve.serve)
-
-
-_register()

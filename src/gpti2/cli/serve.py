@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
-from gpti2.cli.common import JsonOption, QuietOption, enter
+from gpti2.cli.common import JsonOption, QuietOption, command_app, enter
+
+app = command_app()
 
 
+@app.command("serve")
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -41,7 +44,10 @@ def serve(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Run the local emulator of the gpt-image2 API until Ctrl-C or SIGTERM."""
+    """Run the local emulator of the gpt-image2 API.
+
+    It serves until Ctrl-C or SIGTERM, then exits 0.
+    """
     import signal
 
     from gpti2.emulator import Emulator, EmulatorConfig
