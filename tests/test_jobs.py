@@ -141,6 +141,24 @@ def test_a_bad_token_exits_3(cli, emulator, monkeypatch) -> None:
     assert run.exit_code == 3 and "sign" in run.stderr.lower()
 
 
+def test_403_exits_3(cli, scripted, signed_in) -> None:
+    scripted.add(403, {"error": "Forbidden: session expired"})
+    run = cli("job", "status", "t1", "--base-url", scripted.url)
+    assert run.exit_code == 3 and "session expired" in run.stderr
+    assert "gpti2 auth login" in run.stderr
+
+
+def test_image_alone_selects_image_to_image(cli, scripted, signed_in) -> None:
+    scripted.add(200, {"taskId": "t2", "status": "queued"})
+    run = cli(
+        "job", "start", "x", "--image", "https://example.com/ref.png", "--base-url", scripted.url
+    )
+    assert run.exit_code == 0, run.stderr
+    body = json.loads(scripted.seen[0].body)
+    assert body["mode"] == "image_to_image"
+    assert body["imageUrls"] == ["https://example.com/ref.png"]
+
+
 def test_no_credits_exits_4_with_the_server_message(cli, make_emulator, signed_in) -> None:
     emu = make_emulator(credits=0)
     run = cli("job", "start", "x", "--base-url", emu.url)

@@ -121,24 +121,28 @@ class Ui:
         indent = 2 if sys.stdout.isatty() else None
         self.out(json.dumps(payload, ensure_ascii=False, indent=indent))
 
+    def _stderr(self, text: str, style: str | None = None) -> None:
+        # Plain writes when nobody is looking at a terminal: no rich import for scripts.
+        if sys.stderr.isatty():
+            self.console.print(text, style=style, markup=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
     def info(self, text: str) -> None:
         """A message for a person on stderr (not with -q)."""
         if not self.state.quiet:
-            self.console.print(text, markup=False)
-
-    def note(self, markup: str) -> None:
-        """Like info, with rich markup."""
-        if not self.state.quiet:
-            self.console.print(markup)
+            self._stderr(text)
 
     def warn(self, text: str) -> None:
+        """A `warning:` line on stderr (not with -q)."""
         if not self.state.quiet:
-            self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+            self._stderr(f"warning: {text}", style="yellow")
 
     def debug(self, text: str) -> None:
         """A --verbose line on stderr."""
         if self.state.verbose:
-            self.console.print(text, style="dim", markup=False, highlight=False, soft_wrap=True)
+            self._stderr(text, style="dim")
 
     @contextlib.contextmanager
     def spinner(self, text: str) -> Iterator[None]:

@@ -151,14 +151,17 @@ def start(
     )
     text = read_prompt(prompt)
     refs = tuple(jobs.reference_image(item) for item in image or [])
-    if settings.mode == "image_to_image" and not refs:
+    mode = settings.mode
+    if refs and settings.sources["mode"] == "default":
+        mode = "image_to_image"  # --image alone says what the user means
+    if mode == "image_to_image" and not refs:
         raise UsageError("--mode image_to_image needs at least one --image")
     folder = _output_dir(output, settings)
     if wait:
         images.check_writable_dir(folder)
     _poll_interval(poll_interval)  # a bad GPTI2_POLL_INTERVAL is found before spending
     request = jobs.StartRequest(
-        text, settings.feature_id, settings.mode, settings.job_model, settings.aspect_ratio, refs
+        text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
     )
     with ui.client(settings, auth=True) as client:
         with ui.spinner("starting the job…"):
