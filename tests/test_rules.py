@@ -19,7 +19,7 @@ from gpti2.client import (
 from gpti2.emulator.art import placeholder_png, size_for
 from gpti2.errors import AuthError, CreditsError, RejectedError, ServerError, UsageError
 from gpti2.quick import split_image_field
-from gpti2.settings import resolve
+from gpti2.settings import parse_value, resolve
 
 
 @pytest.mark.parametrize(
@@ -82,8 +82,8 @@ def test_payload_that_is_not_an_image_is_malformed(payload: str) -> None:
 
 @pytest.mark.parametrize("value", ["16x9", "0:1", "1:0", "-1:2", "a:b", "", "16:9:1"])
 def test_bad_aspect_ratios_are_usage_errors(value: str) -> None:
-    with pytest.raises(UsageError):
-        images.parse_aspect_ratio(value)
+    with pytest.raises(UsageError, match="--aspect-ratio"):
+        parse_value("aspect_ratio", value, "--aspect-ratio")
 
 
 def test_emulator_size_follows_the_ratio() -> None:

@@ -20,11 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpti2 import images, jobs, quick
 from gpti2.client import ApiClient
 from gpti2.errors import ExitCode, Gpti2Error, UsageError
-from gpti2.settings import Settings
+from gpti2.settings import Settings, parse_value
 
 LOCK_VERSION = 1
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-RATIO = re.compile(r"[1-9]\d*:[1-9]\d*")
 
 
 # -- the manifest ---------------------------------------------------------------------
@@ -165,8 +164,7 @@ def load_manifest(path: Path, settings: Settings) -> Manifest:
 
         route = pick("route") or "quick"
         ratio = pick("aspect_ratio") or settings.aspect_ratio
-        if not RATIO.fullmatch(ratio):
-            raise UsageError(f"{where}: bad aspect_ratio {ratio!r}", hint="use W:H, e.g. 16:9")
+        ratio = parse_value("aspect_ratio", ratio, f"{where}, key 'aspect_ratio'")
         folder = (root / (pick("output_dir") or ".")).resolve()
         if not folder.is_relative_to(root):
             raise UsageError(

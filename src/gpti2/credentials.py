@@ -149,13 +149,6 @@ def keyring_delete(user: str) -> bool:
     return _bounded(delete)
 
 
-def keyring_name() -> str:
-    with contextlib.suppress(Exception):
-        backend = _bounded(_backend)
-        return f"{type(backend).__module__}.{type(backend).__name__}"
-    return "none"
-
-
 # -- the plain-text fallback file -------------------------------------------------------
 
 

@@ -150,17 +150,6 @@ def default_name(prompt: str, info: ImageInfo) -> str:
     return f"{slugify(prompt)}-{info.sha256[:8]}.{info.extension}"
 
 
-def parse_aspect_ratio(value: str) -> tuple[int, int]:
-    """Parse `W:H` with positive integers; UsageError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", value or "")
-    if not match or int(match[1]) == 0 or int(match[2]) == 0:
-        raise UsageError(
-            f"invalid aspect ratio {value!r}",
-            hint="use W:H with positive integers, for example 16:9",
-        )
-    return int(match[1]), int(match[2])
-
-
 def check_writable_target(path: Path, force: bool) -> None:
     """Refuse, before any request, an output that exists (without force) or cannot be written."""
     if path.exists() and not force:
