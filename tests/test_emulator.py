@@ -80,3 +80,19 @@ def test_serve_prints_its_address_and_token_and_stops_on_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_serve_verbose_logs_each_request() -> None:
+    proc = subprocess.Popen(
+        [*gpti2_command(), "serve", "--port", "0", "-v", "--token", "t"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        httpx.post(url + QUICK, json=BODY)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert '"POST /api/generate-images HTTP/1.1" 200' in err

@@ -72,6 +72,7 @@ def serve(
         rate_limit=rate_limit,
         job_fail_rate=job_fail_rate,
         seed=seed,
+        log=ui.info if ui.state.verbose else None,
     )
     try:
         emulator = Emulator(config)

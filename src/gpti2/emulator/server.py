@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +48,7 @@ class EmulatorConfig:
     rate_limit: float = 0.0
     job_fail_rate: float = 0.0
     seed: int | None = None
+    log: Callable[[str], None] | None = None  # one line per request, for `serve -v`
 
 
 class _Server(ThreadingHTTPServer):
@@ -176,11 +177,16 @@ def running_emulator(config: EmulatorConfig | None = None) -> Iterator[Emulator]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm the body would
+    # wait ~40 ms for the client's delayed ACK on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
     server_version = "gpti2-emulator"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-        return
+    def log_message(self, format: str, *args: Any) -> None:  # quiet unless asked
+        log = self.emu.config.log
+        if log is not None:
+            log(f"{self.client_address[0]} {format % args}")
 
     @property
     def emu(self) -> Emulator:
