@@ -247,12 +247,19 @@ def wait(
         delay = min(MAX_POLL_INTERVAL, max(delay * POLL_GROWTH, 0.0))
 
 
+def failure(job: Job) -> JobFailedError | None:
+    """The exit-7 error of a failed or canceled job; None for any other."""
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+        reason = job.error or "no reason given"
+        return JobFailedError(f"job {job.task_id} {job.status.value}: {reason}")
+    return None
+
+
 def check_finished(job: Job) -> None:
     """Raise exit 7 for failed/canceled and exit 8 for an active job."""
-    if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
-        raise JobFailedError(
-            f"job {job.task_id} {job.status.value}: {job.error or 'no reason given'}"
-        )
+    error = failure(job)
+    if error is not None:
+        raise error
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotFinishedError(
             f"job {job.task_id} is {job.status.value}, not finished",

@@ -93,6 +93,17 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
         )
 
 
+def _current(
+    ui: Ui, client: ApiClient, settings: Settings, task_id: str, wait: bool, poll, timeout
+) -> Job:
+    """The job as it is now, or with `wait` once it has finished."""
+    from gpti2 import jobs
+
+    if wait:
+        return _wait(ui, client, settings, task_id, poll, timeout)
+    return jobs.status(client, task_id, settings.status_route)
+
+
 def _fetch(ui: Ui, client: ApiClient, job: Job, folder: Path, force: bool) -> list[SavedFile]:
     from gpti2 import jobs
 
@@ -201,7 +212,7 @@ def status(
 ) -> None:
     """Print the job's status: pending, running, succeeded, failed, canceled or unknown."""
     from gpti2 import jobs
-    from gpti2.errors import JobFailedError, JobNotFinishedError
+    from gpti2.errors import JobNotFinishedError
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
@@ -214,19 +225,16 @@ def status(
 
     with ui.client(settings, auth=True) as client:
         try:
-            if wait:
-                job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
-            else:
-                job = jobs.status(client, task_id, settings.status_route)
+            job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
         except JobNotFinishedError as exc:  # --wait-timeout: still say where it stands
             if isinstance(exc.job, jobs.Job):
                 answer(exc.job)
                 exc.after_answer()
             raise
     answer(job)
-    if job.status in (jobs.JobStatus.FAILED, jobs.JobStatus.CANCELED):
-        reason = job.error or "no reason given"
-        raise JobFailedError(f"job {job.task_id} {job.status.value}: {reason}").after_answer()
+    error = jobs.failure(job)
+    if error is not None:
+        raise error.after_answer()
 
 
 @app.command("fetch")
@@ -242,17 +250,14 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download every image of a finished job as <ID>-<n>.<ext>."""
-    from gpti2 import images, jobs
+    from gpti2 import images
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     folder = _output_dir(output, settings)
     images.check_writable_dir(folder)
     with ui.client(settings, auth=True) as client:
-        if wait:
-            job = _wait(ui, client, settings, task_id, poll_interval, wait_timeout)
-        else:
-            job = jobs.status(client, task_id, settings.status_route)
+        job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
         saved = _fetch(ui, client, job, folder, force)
     if ui.state.json:
         ui.out_json(
