@@ -251,7 +251,10 @@ def test_fingerprint_covers_what_shapes_the_image(tmp_path) -> None:
     assert base.fingerprint() == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def test_ctrl_c_keeps_finished_images_and_leaves_nothing_partial(tmp_path, make_emulator):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_keeps_finished_images_and_leaves_nothing_partial(
+    tmp_path, make_emulator, signum, code
+):
     emu = make_emulator(latency=0.4)
     folder = tmp_path / "ci"
     folder.mkdir()
@@ -271,9 +274,9 @@ def test_ctrl_c_keeps_finished_images_and_leaves_nothing_partial(tmp_path, make_
         if lock_path.exists() and len(json.loads(lock_path.read_text())["images"]) >= 2:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     records = json.loads(lock_path.read_text())["images"]
     assert 2 <= len(records) < 12
     for record in records.values():

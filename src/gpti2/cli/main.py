@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -72,6 +73,8 @@ def report(exc: BaseException, state: State) -> int:
     hint = None
     if isinstance(exc, Gpti2Error):
         code, message, hint = int(exc.exit_code), exc.message, exc.hint
+    elif isinstance(exc, Terminated):
+        code, message = 128 + signal.SIGTERM, "terminated"
     elif isinstance(exc, _ABORTS):
         code, message = int(ExitCode.INTERRUPTED), "interrupted"
     elif isinstance(exc, _click_exceptions.UsageError):
@@ -120,6 +123,21 @@ COMMANDS = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job): unwound like Ctrl-C, so nothing partial is left."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _terminate_like_interrupt() -> None:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 class Gpti2Group(TyperGroup):
     """Typer's group with lazily loaded commands, root options accepted anywhere, and our
     own error reporting."""
@@ -153,6 +171,7 @@ class Gpti2Group(TyperGroup):
         for key in ("standalone_mode", "complete_var", "windows_expand_args"):
             extra.pop(key, None)
         state = State()
+        _terminate_like_interrupt()
         state.verbose = any(a in ("-v", "--verbose") for a in args)
         state.json = "--json" in args
         code = 0
