@@ -206,3 +206,10 @@ def test_ctrl_c_during_a_request_exits_130_and_leaves_nothing(tmp_path, make_emu
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert os.listdir(folder) == []
+
+
+def test_redirect_loops_stop_after_5_hops(cli, scripted) -> None:
+    scripted.add(302, b"", headers={"Location": "/api/generate-images"})
+    run = cli("generate", "x", "--base-url", scripted.url)
+    assert run.exit_code == 6 and "too many redirects" in run.stderr
+    assert len(scripted.seen) == 6

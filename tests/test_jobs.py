@@ -306,3 +306,48 @@ def test_json_answers_stay_one_object_on_failure_and_timeout(cli, make_emulator,
     task_id = cli("job", "start", "x", "--base-url", slow.url).stdout.strip()
     late = cli("job", "status", task_id, "--wait", "--wait-timeout", "0.2", "--base-url", slow.url)
     assert late.exit_code == 8 and late.stdout.strip() in ("pending", "running")
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [("Insufficient credits: 0 left", 4), ("Please sign in again", 3), ("prompt too long", 5)],
+)
+def test_envelope_errors_under_http_200_map_to_exit_codes(cli, scripted, signed_in, message, code):
+    scripted.add(200, {"code": 40001, "message": message, "data": None})
+    run = cli("job", "start", "x", "--base-url", scripted.url)
+    assert run.exit_code == code
+    assert message in run.stderr
+
+
+def test_polling_starts_at_the_interval_and_grows_to_10_seconds() -> None:
+    from gpti2.jobs import wait
+
+    class Client:
+        calls = 0
+
+        def call(self, method, path, json_body=None, auth=False):
+            Client.calls += 1
+            return {"taskId": "t", "status": "weird-state" if Client.calls < 12 else "done"}
+
+    slept: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    updates = []
+    job = wait(
+        Client(),  # type: ignore[arg-type]
+        "t",
+        "GET /s?taskId={taskId}",
+        interval=2.0,
+        timeout=600,
+        on_update=lambda j, elapsed: updates.append(j.raw_status),
+        sleep=sleep,
+        clock=lambda: clock[0],
+    )
+    assert job.status is JobStatus.SUCCEEDED
+    assert slept[0] == 2.0 and slept[1] == 2.5
+    assert max(slept) == 10.0 and slept == sorted(slept)
+    assert updates[0] == "weird-state"  # unknown: still polled, raw value kept for display

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -39,7 +39,6 @@ class State:
     verbose: bool = False
     json: bool = False
     quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def flags(self, **command_flags: Any) -> dict[str, Any]:
         """Root flags plus a command's own, for `settings.resolve`."""
