@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpti2 import images, jobs, quick
 from gpti2.client import ApiClient
-from gpti2.errors import ExitCode, Gpti2Error, UsageError
+from gpti2.errors import ExitCode, Gpti2Error, ServerError, UsageError
 from gpti2.settings import Settings, parse_value
 
 LOCK_VERSION = 1
@@ -396,7 +396,7 @@ class Runner:
                 )
                 jobs.check_finished(job)
                 if not job.images:
-                    raise Gpti2Error(f"job {task_id} succeeded but lists no images")
+                    raise ServerError(f"job {task_id} succeeded but lists no images")
                 self._check_stop()
                 saved = jobs.save_image(
                     self.client, job.images[0], entry.folder, entry.name, True, self._progress
@@ -405,11 +405,11 @@ class Runner:
             except Exception as exc:
                 results[entry.name] = self._failed(entry, exc, began)
 
-        self._parallel(quick_entries, lambda e: results.__setitem__(e.name, self._quick(e)))
+        # Jobs first, so they run on the server while the quick images are made.
         self._parallel(job_entries, start_job)
+        self._parallel(quick_entries, lambda e: results.__setitem__(e.name, self._quick(e)))
         self._parallel([e for e in job_entries if e.name in started], finish_job)
-        ordered = [results[item.entry.name] for item in items]
-        return ordered
+        return [results[item.entry.name] for item in items]
 
     # -- workers ----------------------------------------------------------------------
 
