@@ -187,3 +187,23 @@ def test_root_options_after_the_subcommand_move_to_the_front() -> None:
         "generate",
         "x",
     ]
+
+
+def test_progress_shows_only_for_a_person_at_a_terminal(monkeypatch) -> None:
+    import sys
+
+    from gpti2.cli.common import State, Ui
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert Ui(State()).progress_enabled
+    assert not Ui(State(no_progress=True)).progress_enabled
+    assert not Ui(State(quiet=True)).progress_enabled
+    assert not Ui(State(json=True)).progress_enabled
+    monkeypatch.setenv("GPTI2_NO_PROGRESS", "1")
+    assert not Ui(State()).progress_enabled
+    monkeypatch.delenv("GPTI2_NO_PROGRESS")
+    monkeypatch.setenv("CI", "true")
+    assert not Ui(State()).progress_enabled
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not Ui(State()).progress_enabled
