@@ -213,3 +213,11 @@ def test_redirect_loops_stop_after_5_hops(cli, scripted) -> None:
     run = cli("generate", "x", "--base-url", scripted.url)
     assert run.exit_code == 6 and "too many redirects" in run.stderr
     assert len(scripted.seen) == 6
+
+
+def test_same_prompt_twice_keeps_the_identical_default_file(cli, emulator) -> None:
+    first = cli("generate", "twice", "--base-url", emulator.url)
+    second = cli("generate", "twice", "--base-url", emulator.url)
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout == second.stdout
+    assert "already had" in second.stderr

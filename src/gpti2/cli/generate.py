@@ -92,11 +92,12 @@ def generate(
         sys.stdout.buffer.write(result.data)
         sys.stdout.buffer.flush()
         return
+    verb = "wrote"
     if target is None:
         assert folder is not None
         target = folder / images.default_name(text, result.info)
         if target.exists() and not force and images.describe_file(target) == result.info:
-            pass  # the same bytes are already there under their content-addressed name
+            verb = "already had"  # the same bytes, under their content-addressed name
         else:
             images.write_atomic(target, result.data, force)
     else:
@@ -122,7 +123,8 @@ def generate(
     else:
         ui.out(str(target))
         size = f"{result.info.width}x{result.info.height}" if result.info.width else "?"
-        ui.info(f"wrote {result.info.format} {size}, {result.info.bytes} bytes in {elapsed_ms} ms")
+        info = result.info
+        ui.info(f"{verb} {info.format} {size}, {info.bytes} bytes in {elapsed_ms} ms")
 
 
 def _output_target(output: str | None, output_dir: str) -> tuple[Path | None, Path | None]:
