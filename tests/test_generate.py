@@ -221,3 +221,10 @@ def test_same_prompt_twice_keeps_the_identical_default_file(cli, emulator) -> No
     assert first.exit_code == second.exit_code == 0
     assert first.stdout == second.stdout
     assert "already had" in second.stderr
+
+
+def test_retries_are_bounded_by_the_setting(cli, scripted) -> None:
+    scripted.add(503, {"error": "busy"})
+    run = cli("generate", "x", "--retries", "2", "--base-url", scripted.url)
+    assert run.exit_code == 6 and "503" in run.stderr
+    assert len(scripted.seen) == 3  # the first try and 2 retries

@@ -351,3 +351,22 @@ def test_polling_starts_at_the_interval_and_grows_to_10_seconds() -> None:
     assert slept[0] == 2.0 and slept[1] == 2.5
     assert max(slept) == 10.0 and slept == sorted(slept)
     assert updates[0] == "weird-state"  # unknown: still polled, raw value kept for display
+
+
+def test_fetch_force_downloads_again_over_an_existing_file(cli, emulator, signed_in, tmp_path):
+    task_id = cli("job", "start", "f", "--wait", "-o", str(tmp_path), "--base-url", emulator.url)
+    task_id = task_id.stdout.splitlines()[0]
+    target = tmp_path / f"{task_id}-1.png"
+    stale = placeholder_png("an older image", 8, 8)
+    target.write_bytes(stale)
+    kept = cli("job", "fetch", task_id, "-o", str(tmp_path), "--base-url", emulator.url)
+    assert kept.exit_code == 0 and target.read_bytes() == stale
+    target.write_bytes(b"not an image")
+    sent = emulator.request_count
+    refused = cli("job", "fetch", task_id, "-o", str(tmp_path), "--base-url", emulator.url)
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert emulator.request_count == sent + 1  # the status poll, no download
+    forced = cli(
+        "job", "fetch", task_id, "-o", str(tmp_path), "--force", "--base-url", emulator.url
+    )
+    assert forced.exit_code == 0 and target.read_bytes().startswith(b"\x89PNG")

@@ -158,3 +158,25 @@ def test_plain_http_cdn_is_fine_when_no_credentials_go_there() -> None:
         with pytest.raises(UsageError, match="plain http"):
             insecure.send("GET", "/api/aiimage/status?taskId=x", auth=True)
         assert len(seen) == 1  # refused before connecting
+
+
+def test_allow_insecure_http_lets_credentials_go_over_plain_http() -> None:
+    import httpx
+
+    from gpti2.client import ApiClient, Credentials
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"taskId": "t", "status": "queued"})
+
+    client = ApiClient(
+        "http://api.example",
+        credentials=Credentials(TOKEN),
+        allow_insecure_http=True,
+        transport=httpx.MockTransport(handler),
+    )
+    with client:
+        assert client.call("GET", "/api/aiimage/status?taskId=t", auth=True)["taskId"] == "t"
+    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"

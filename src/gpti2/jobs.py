@@ -315,9 +315,13 @@ def fetch(
         existing = None if force else existing_result(folder, stem)
         if existing is not None:
             info = images.describe_file(existing)
-            if info is not None:
-                saved.append(SavedFile(existing, info, kept=True))
-                continue
+            if info is None:  # found before downloading anything
+                raise UsageError(
+                    f"{existing} already exists and is not an image",
+                    hint="move it away, or pass --force to overwrite it",
+                )
+            saved.append(SavedFile(existing, info, kept=True))
+            continue
         report = progress(n) if progress else None
         saved.append(save_image(client, ref, folder, stem, force, report))
     return saved
