@@ -54,6 +54,9 @@ class EmulatorConfig:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of concurrent clients (batch -j,
+    # the concurrency test) overflowed it and saw connections reset.
+    request_queue_size = 128
     emulator: Emulator
 
 
