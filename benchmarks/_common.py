@@ -8,8 +8,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+Command = Sequence[str] | str  # an argv list, or a shell pipeline
 
 
 def gpti2() -> list[str]:
@@ -20,16 +22,86 @@ def gpti2() -> list[str]:
     return [found] if found else [sys.executable, "-m", "gpti2"]
 
 
-def median_seconds(cmd: Sequence[str] | str, runs: int, **kwargs) -> float:
-    """Median wall time of running `cmd` `runs` times (after one warm-up)."""
-    shell = isinstance(cmd, str)
-    subprocess.run(cmd, shell=shell, capture_output=True, **kwargs)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(cmd, shell=shell, capture_output=True, check=True, **kwargs)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def run(cmd: Command, **kwargs) -> float:
+    """Wall time of one run of `cmd` (a shell pipeline when a string); it must succeed."""
+    started = time.perf_counter()
+    subprocess.run(
+        cmd,
+        shell=isinstance(cmd, str),
+        executable="/bin/bash" if isinstance(cmd, str) else None,
+        capture_output=True,
+        check=True,
+        **kwargs,
+    )
+    return time.perf_counter() - started
+
+
+def interleaved(commands: Mapping[str, Command], runs: int, **kwargs) -> dict[str, list[float]]:
+    """Wall times of `runs` rounds in which every command runs once, A B A B ...
+
+    One warm-up run of each first. The order rotates each round, so no command always
+    runs first (or right after another); load that comes and goes hits all of them alike.
+    """
+    names = list(commands)
+    for name in names:
+        run(commands[name], **kwargs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_no in range(runs):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(run(commands[name], **kwargs))
+    return times
+
+
+def report(
+    times: Mapping[str, list[float]], base: str, budgets: Mapping[str, float] | None = None
+) -> bool:
+    """Print each command's median and its ratio to `base`'s; False when a ratio is over
+    its budget."""
+    budgets = budgets or {}
+    reference = statistics.median(times[base])
+    width = max(len(name) for name in times)
+    ok = True
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        ratio = median / reference
+        verdict = ""
+        if name in budgets:
+            within = ratio <= budgets[name]
+            ok = ok and within
+            verdict = f"  budget {budgets[name]:g}x: " + ("ok" if within else "OVER")
+        print(
+            f"{name:{width}}  {median * 1000:8.1f} ms  {ratio:6.2f}x"
+            f"  (min {min(samples) * 1000:.1f}, max {max(samples) * 1000:.1f}){verdict}"
+        )
+    print(f"medians of {len(times[base])} interleaved runs; ratios to {base!r}")
+    return ok
+
+
+# Measures one command from a small process of its own: a child's ru_maxrss starts at
+# the high-water mark of the process it was forked from, so forking from the benchmark
+# (which holds the test data) would inflate it.
+_MAXRSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+"""
+
+
+def peak_rss(cmd: Sequence[str]) -> tuple[int, int]:
+    """(exit code, peak resident size in bytes) of one run of `cmd`: the kernel's
+    ru_maxrss for that process, everything it ever held (imports included). Linux."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MAXRSS, *cmd], capture_output=True, text=True, check=True
+    )
+    code, peak = out.stdout.split()
+    return int(code), int(peak)
 
 
 class Serve:
@@ -40,6 +112,7 @@ class Serve:
         self.proc = subprocess.Popen(
             [*gpti2(), "serve", "--port", "0", *flags],
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
             env=env,
         )

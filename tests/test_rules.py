@@ -136,7 +136,7 @@ def test_image_field_is_sliced_without_parsing_it() -> None:
     assert bytes(image) == b"QUJD"
     escaped = bytearray(b'{"image": "data:image\\/png;base64,QUJD"}')
     payload, image = split_image_field(escaped)
-    assert image == "data:image/png;base64,QUJD"
+    assert bytes(image) == b"data:image/png;base64,QUJD"
     enveloped = bytearray(b'{"code": 0, "message": "ok", "data": {"image": "QUJD"}}')
     assert split_image_field(enveloped)[1] == "QUJD"
 

@@ -88,15 +88,16 @@ def _jpeg_dimensions(data: bytes) -> tuple[int | None, int | None]:
 
 def decode_base64_image(payload: str | bytes | bytearray | memoryview) -> bytes:
     """Decode a base64 string or data URL into image bytes, refusing anything not an image."""
-    raw = payload.encode("ascii", "replace") if isinstance(payload, str) else payload
-    view = memoryview(raw)
-    match = _DATA_URL.match(bytes(view[:200]))
+    # a2b_base64 reads bytes and an ASCII str in place; base64.b64decode, or encoding the
+    # str first, would copy it.
+    view: str | memoryview = payload if isinstance(payload, str) else memoryview(payload)
+    head = view[:200]
+    match = _DATA_URL.match(head.encode("ascii", "replace") if isinstance(head, str) else head)
     if match:
         view = view[match.end() :]
     if len(view) == 0:
         raise ServerError("malformed response: the image is empty")
     try:
-        # a2b_base64 reads the buffer in place; base64.b64decode would copy it first.
         data = binascii.a2b_base64(view)
     except (binascii.Error, ValueError) as exc:
         raise ServerError(f"malformed response: the image is not valid base64 ({exc})") from None

@@ -13,6 +13,7 @@ from gpti2.images import ImageInfo, decode_base64_image, describe
 
 ROUTE = "/api/generate-images"
 _IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
+_UNESCAPE_SLICE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,16 @@ def clean_prompt(prompt: str) -> str:
 def split_image_field(body: bytearray) -> tuple[Any, Any]:
     """Parse a quick-route body, returning (payload, image) without copying the image.
 
-    The image string is usually most of the body; it is sliced out as a view when it has
-    no escapes, and the small rest of the document is parsed on its own.
+    The image string is usually most of the body; it is sliced out as a view when its only
+    escapes are `\\/` (undone in place first), and the small rest of the document is parsed
+    on its own. Any other escape takes the ordinary JSON parse.
     """
     match = _IMAGE_FIELD.search(body)
     if match:
         start = match.end()
         end = body.find(b'"', start)
+        if end != -1:
+            end = _unescape_slashes(body, start, end)
         if end != -1 and body.find(b"\\", start, end) == -1:
             try:
                 rest = json.loads(body[:start] + body[end:])
@@ -73,6 +77,28 @@ def split_image_field(body: bytearray) -> tuple[Any, Any]:
         return None, None
     image = payload.get("image") if isinstance(payload, dict) else None
     return payload, image
+
+
+def _unescape_slashes(body: bytearray, start: int, end: int) -> int:
+    """Turn each `\\/` in body[start:end] into `/` in place, when every backslash there
+    is one of them; return the new end of that span (`end` when nothing changed).
+
+    Works a slice at a time, so it needs no second copy of a large image string.
+    """
+    backslashes = body.count(b"\\", start, end)
+    if backslashes == 0 or body.count(b"\\/", start, end) != backslashes:
+        return end
+    write = read = start
+    while read < end:
+        stop = min(read + _UNESCAPE_SLICE, end)
+        if body[stop - 1] == 0x5C:  # keep a `\\/` pair in one slice
+            stop += 1
+        piece = body[read:stop].replace(b"\\/", b"/")
+        body[write : write + len(piece)] = piece
+        write += len(piece)
+        read = stop
+    del body[write:end]
+    return write
 
 
 def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
