@@ -189,21 +189,18 @@ def test_root_options_after_the_subcommand_move_to_the_front() -> None:
     ]
 
 
-def test_progress_shows_only_for_a_person_at_a_terminal(monkeypatch) -> None:
-    import sys
+def test_progress_shows_only_for_a_person_at_a_terminal() -> None:
+    from gpti2.cli.common import Environment, State, Ui
 
-    from gpti2.cli.common import State, Ui
+    def ui(environ: dict[str, str] | None = None, tty: bool = True, **state) -> Ui:
+        env = Environment(stderr_isatty=tty, vars=environ or {})
+        return Ui(State(env=env, **state))
 
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert Ui(State()).progress_enabled
-    assert not Ui(State(no_progress=True)).progress_enabled
-    assert not Ui(State(quiet=True)).progress_enabled
-    assert not Ui(State(json=True)).progress_enabled
-    monkeypatch.setenv("GPTI2_NO_PROGRESS", "1")
-    assert not Ui(State()).progress_enabled
-    monkeypatch.delenv("GPTI2_NO_PROGRESS")
-    monkeypatch.setenv("CI", "true")
-    assert not Ui(State()).progress_enabled
-    monkeypatch.delenv("CI")
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    assert not Ui(State()).progress_enabled
+    assert ui().progress_enabled
+    assert not ui(no_progress=True).progress_enabled
+    assert not ui(quiet=True).progress_enabled
+    assert not ui(json=True).progress_enabled
+    assert not ui({"GPTI2_NO_PROGRESS": "1"}).progress_enabled
+    assert ui({"GPTI2_NO_PROGRESS": "0"}).progress_enabled
+    assert not ui({"CI": "true"}).progress_enabled
+    assert not ui(tty=False).progress_enabled

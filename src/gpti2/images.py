@@ -10,7 +10,6 @@ import re
 import struct
 import tempfile
 import unicodedata
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,26 +227,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def encode_png(width: int, height: int, rows: Iterator[bytes]) -> bytes:
-    """Encode 8-bit RGB rows (each `width * 3` bytes) as a PNG."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    compressor = zlib.compressobj(6)
-    parts = [compressor.compress(b"\x00" + row) for row in rows]
-    parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", b"".join(parts))
-        + chunk(b"IEND", b"")
-    )

@@ -66,6 +66,16 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _seconds(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not number >= 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def _count(value: Any) -> int:
     if isinstance(value, float | bool):
         raise ValueError("expected a whole number")
@@ -93,6 +103,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "cookie_name": _text,
     "timeout": _positive_float,
     "retries": _count,
+    "poll_interval": _seconds,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -109,12 +120,14 @@ DEFAULTS: dict[str, Any] = {
     "cookie_name": "better-auth.session_token",
     "timeout": 120.0,
     "retries": 3,
+    "poll_interval": 2.0,
 }
 
 ENV_VARS = {
     "base_url": "GPTI2_BASE_URL",
     "timeout": "GPTI2_TIMEOUT",
     "retries": "GPTI2_RETRIES",
+    "poll_interval": "GPTI2_POLL_INTERVAL",
 }
 
 

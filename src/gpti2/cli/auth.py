@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Annotated
 
 import typer
@@ -36,8 +35,8 @@ def login(
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     if with_token:
-        token = sys.stdin.read().strip()
-    elif sys.stdin.isatty():
+        token = ui.env.stdin_.read().strip()
+    elif ui.env.isatty("stdin"):
         import getpass
 
         token = getpass.getpass(f"Token for {credentials.account(settings)}: ").strip()

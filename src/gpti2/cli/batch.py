@@ -43,7 +43,6 @@ def batch(
     """Generate the images a manifest describes, skipping unchanged ones."""
     from gpti2 import batch as core
     from gpti2 import images
-    from gpti2.cli.job import _poll_interval
     from gpti2.errors import OutOfDateError, UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -70,7 +69,7 @@ def batch(
         )
     for folder in sorted({item.entry.folder for item in todo}):
         images.check_writable_dir(folder)
-    interval = _poll_interval(None)
+    interval = settings.poll_interval
     needs_token = any(item.entry.route == "job" for item in todo)
     if lock.keep_only({e.name for e in spec.entries}) or (not todo and lock.records):
         lock.save()  # drop entries the manifest no longer names

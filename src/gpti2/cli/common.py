@@ -1,4 +1,5 @@
-"""What every command shares: the invocation state, output helpers, option types.
+"""What every command shares: output for people and scripts (`Ui`), option types, and
+reading the prompt. The wiring (state, settings, client) lives in `cli/context.py`.
 
 Kept free of heavy imports: `gpti2 --help` loads this module.
 """
@@ -6,14 +7,13 @@ Kept free of heavy imports: `gpti2 --help` loads this module.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from gpti2.cli.context import Environment, State, open_client, resolve_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,34 +21,11 @@ if TYPE_CHECKING:
     from gpti2.client import ApiClient
     from gpti2.settings import Settings
 
+__all__ = ["Environment", "State", "Ui", "command_app", "enter", "get_state", "read_prompt"]
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing files.")]
-
-
-@dataclass
-class State:
-    """Root options and output mode of one invocation (the click context's obj)."""
-
-    base_url: str | None = None
-    profile: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    no_progress: bool = False
-    allow_insecure_http: bool = False
-    verbose: bool = False
-    json: bool = False
-    quiet: bool = False
-
-    def flags(self, **command_flags: Any) -> dict[str, Any]:
-        """Root flags plus a command's own, for `settings.resolve`."""
-        return {
-            "base_url": self.base_url,
-            "profile": self.profile,
-            "timeout": self.timeout,
-            "retries": self.retries,
-            **command_flags,
-        }
 
 
 def command_app(help: str | None = None) -> typer.Typer:
@@ -79,8 +56,16 @@ def enter(ctx: typer.Context, json_out: bool = False, quiet: bool = False) -> Ui
     return Ui(state)
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+def read_prompt(prompt: str, ui: Ui | None = None) -> str:
+    """The prompt argument, or stdin for `-`, stripped and non-empty."""
+    from gpti2.quick import clean_prompt
+
+    if prompt != "-":
+        return clean_prompt(prompt)
+    env = ui.env if ui is not None else Environment()
+    if ui is not None and env.isatty("stdin"):
+        ui.info("reading the prompt from stdin (end it with Ctrl-D)")
+    return clean_prompt(env.stdin_.read())
 
 
 class Ui:
@@ -91,11 +76,21 @@ class Ui:
         self._console: Console | None = None
 
     @property
+    def env(self) -> Environment:
+        return self.state.env
+
+    @property
     def console(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+            self._console = Console(
+                file=self.env.stderr_,
+                force_terminal=self.env.isatty("stderr"),
+                no_color="NO_COLOR" in self.env.environ,
+                highlight=False,
+                soft_wrap=True,
+            )
         return self._console
 
     @property
@@ -104,29 +99,31 @@ class Ui:
             self.state.no_progress
             or self.state.quiet
             or self.state.json
-            or _env_flag("GPTI2_NO_PROGRESS")
-            or "CI" in os.environ
-            or not sys.stderr.isatty()
+            or self.env.flag("GPTI2_NO_PROGRESS")
+            or "CI" in self.env.environ
+            or not self.env.isatty("stderr")
         )
 
     def out(self, text: str) -> None:
         """One line of the answer on stdout."""
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        stdout = self.env.stdout_
+        stdout.write(text + "\n")
+        stdout.flush()
 
     def out_json(self, payload: Any) -> None:
         import json
 
-        indent = 2 if sys.stdout.isatty() else None
+        indent = 2 if self.env.isatty("stdout") else None
         self.out(json.dumps(payload, ensure_ascii=False, indent=indent))
 
     def _stderr(self, text: str, style: str | None = None) -> None:
         # Plain writes when nobody is looking at a terminal: no rich import for scripts.
-        if sys.stderr.isatty():
+        if self.env.isatty("stderr"):
             self.console.print(text, style=style, markup=False)
         else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+            stderr = self.env.stderr_
+            stderr.write(text + "\n")
+            stderr.flush()
 
     def info(self, text: str) -> None:
         """A message for a person on stderr (not with -q)."""
@@ -198,25 +195,16 @@ class Ui:
 
             yield factory
 
+    # Compatibility: the wiring lives in cli/context.py; these forward to it so commands
+    # written as `ui.settings()` / `ui.client()` keep working.
     def settings(
         self, flag_names: dict[str, str] | None = None, new_profile: bool = False, **flags: Any
     ) -> Settings:
-        """Effective settings: these flags over the environment, profile and defaults."""
-        from gpti2.settings import resolve
+        """Effective settings (see `context.resolve_settings`)."""
+        return resolve_settings(self.state, flag_names, new_profile, **flags)
 
-        return resolve(
-            self.state.flags(**flags), flag_names=flag_names, missing_profile_ok=new_profile
-        )
-
-    @contextlib.contextmanager
-    def client(self, settings: Settings, *, auth: bool = False) -> Iterator[ApiClient]:
-        """The HTTP client for these settings (starting the emulator for `local`)."""
-        from gpti2.session import open_client
-
-        with open_client(
-            settings,
-            auth=auth,
-            allow_insecure_http=self.state.allow_insecure_http,
-            log=self.debug if self.state.verbose else None,
-        ) as client:
-            yield client
+    def client(
+        self, settings: Settings, *, auth: bool = False
+    ) -> contextlib.AbstractContextManager[ApiClient]:
+        """The HTTP client for these settings (see `context.open_client`)."""
+        return open_client(self.state, settings, auth=auth, log=self.debug)

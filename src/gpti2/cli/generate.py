@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, command_app, enter
+from gpti2.cli.common import (
+    ForceOption,
+    JsonOption,
+    QuietOption,
+    command_app,
+    enter,
+    read_prompt,
+)
 
 app = command_app()
-
-
-def read_prompt(prompt: str) -> str:
-    """The prompt argument, or stdin for `-`, stripped and non-empty."""
-    from gpti2.quick import clean_prompt
-
-    return clean_prompt(sys.stdin.read() if prompt == "-" else prompt)
 
 
 @app.command("generate")
@@ -56,7 +55,7 @@ def generate(
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings(provider=provider, model=model, aspect_ratio=aspect_ratio)
-    text = read_prompt(prompt)
+    text = read_prompt(prompt, ui)
     request = quick.QuickRequest(text, settings.provider, settings.model, settings.aspect_ratio)
 
     if dry_run:
@@ -89,8 +88,9 @@ def generate(
         result = quick.generate(client, request)
 
     if to_stdout:
-        sys.stdout.buffer.write(result.data)
-        sys.stdout.buffer.flush()
+        stdout = ui.env.stdout_.buffer
+        stdout.write(result.data)
+        stdout.flush()
         return
     verb = "wrote"
     if target is None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, command_app, enter
+from gpti2.cli.common import (
+    ForceOption,
+    JsonOption,
+    QuietOption,
+    Ui,
+    command_app,
+    enter,
+    read_prompt,
+)
 
 if TYPE_CHECKING:
     from gpti2.client import ApiClient
@@ -34,22 +41,6 @@ OutputDirOption = Annotated[
     typer.Option("-o", "--output", help="Folder for the images (default: current).", metavar="DIR"),
 ]
 IdArg = Annotated[str, typer.Argument(help="The job id (taskId).", metavar="ID")]
-
-
-def _poll_interval(value: float | None) -> float:
-    from gpti2.errors import UsageError
-
-    if value is not None:
-        return value
-    raw = os.environ.get("GPTI2_POLL_INTERVAL", "").strip()
-    if not raw:
-        return 2.0
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        raise UsageError(
-            f"bad value {raw!r} for environment variable GPTI2_POLL_INTERVAL"
-        ) from None
 
 
 def _output_dir(output: Path | None, settings: Settings) -> Path:
@@ -86,7 +77,7 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
             client,
             task_id,
             settings.status_route,
-            interval=_poll_interval(poll),
+            interval=settings.poll_interval if poll is None else poll,
             timeout=timeout,
             on_update=update,
             sleep=sleep,
@@ -149,7 +140,6 @@ def start(
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
     from gpti2 import images, jobs
-    from gpti2.cli.generate import read_prompt
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -160,7 +150,7 @@ def start(
         job_model=model,
         aspect_ratio=aspect_ratio,
     )
-    text = read_prompt(prompt)
+    text = read_prompt(prompt, ui)
     refs = tuple(jobs.reference_image(item) for item in image or [])
     mode = settings.mode
     if refs and settings.sources["mode"] == "default":
@@ -170,7 +160,6 @@ def start(
     folder = _output_dir(output, settings)
     if wait:
         images.check_writable_dir(folder)
-    _poll_interval(poll_interval)  # a bad GPTI2_POLL_INTERVAL is found before spending
     request = jobs.StartRequest(
         text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
     )

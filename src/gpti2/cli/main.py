@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -11,7 +10,8 @@ import typer
 from typer.core import TyperGroup
 
 from gpti2 import __version__
-from gpti2.cli.common import State, get_state
+from gpti2.cli.common import get_state
+from gpti2.cli.context import Environment, State
 from gpti2.errors import ExitCode, Gpti2Error
 
 # The click that typer uses (vendored in recent releases), found without naming it.
@@ -62,14 +62,15 @@ def hoist_root_options(args: list[str]) -> list[str]:
     return front + rest
 
 
-def _color(code: str, text: str) -> str:
-    if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+def _color(env: Environment, code: str, text: str) -> str:
+    if env.isatty("stderr") and "NO_COLOR" not in env.environ:
         return f"\x1b[{code}m{text}\x1b[0m"
     return text
 
 
 def report(exc: BaseException, state: State) -> int:
     """Print one `error:` line (and a `hint:`) for `exc` and return the exit code."""
+    env = state.env
     hint = None
     if isinstance(exc, Gpti2Error):
         code, message, hint = int(exc.exit_code), exc.message, exc.hint
@@ -90,15 +91,16 @@ def report(exc: BaseException, state: State) -> int:
     if state.verbose and not isinstance(exc, KeyboardInterrupt):
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"{_color('1;31', 'error:')} {message}\n")
+        traceback.print_exception(exc, file=env.stderr_)
+    stderr = env.stderr_
+    stderr.write(f"{_color(env, '1;31', 'error:')} {message}\n")
     if hint:
-        sys.stderr.write(f"{_color('2', 'hint:')} {hint}\n")
+        stderr.write(f"{_color(env, '2', 'hint:')} {hint}\n")
     if state.json and not getattr(exc, "answered", False):
         import json
 
-        sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
-    sys.stderr.flush()
+        env.stdout_.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
+    stderr.flush()
     return code
 
 
@@ -168,9 +170,10 @@ class Gpti2Group(TyperGroup):
         self, args: Any = None, prog_name: str | None = None, **extra: Any
     ) -> Any:
         args = list(sys.argv[1:] if args is None else args)
+        environment = extra.pop("environment", None)
         for key in ("standalone_mode", "complete_var", "windows_expand_args"):
             extra.pop(key, None)
-        state = State()
+        state = State(env=environment or Environment())
         _terminate_like_interrupt()
         state.verbose = any(a in ("-v", "--verbose") for a in args)
         state.json = "--json" in args

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-
-from gpti2.images import encode_png
+import struct
+import zlib
+from collections.abc import Iterator
 
 
 def size_for(aspect_ratio: str, long_side: int) -> tuple[int, int]:
@@ -35,3 +36,26 @@ def placeholder_png(prompt: str, width: int, height: int) -> bytes:
             yield base.translate(tables[y * (levels - 1) // max(height - 1, 1)])
 
     return encode_png(width, height, rows())
+
+
+def encode_png(width: int, height: int, rows: Iterator[bytes]) -> bytes:
+    """Encode 8-bit RGB rows (each `width * 3` bytes) as a PNG."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    compressor = zlib.compressobj(6)
+    parts = [compressor.compress(b"\x00" + row) for row in rows]
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )

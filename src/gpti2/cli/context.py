@@ -1,0 +1,146 @@
+"""The wiring of one invocation: its state, its terminal and environment, its settings and
+its HTTP client. Output lives in `common.Ui`; this module decides, it never prints.
+
+Kept free of heavy imports: `gpti2 --help` loads this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpti2.client import ApiClient
+    from gpti2.settings import Settings
+
+
+@dataclass
+class Environment:
+    """The streams, terminals and environment variables a command sees.
+
+    Every field left as None means "the process's own, read when used", so an
+    Environment made before a test runner swaps `sys.stdout` still follows it. Tests
+    replace what they need (`Environment(stderr_isatty=True)`) instead of patching `sys`.
+    """
+
+    stdin: IO[str] | None = None
+    stdout: IO[str] | None = None
+    stderr: IO[str] | None = None
+    stdin_isatty: bool | None = None
+    stdout_isatty: bool | None = None
+    stderr_isatty: bool | None = None
+    vars: Mapping[str, str] | None = None
+
+    @property
+    def stdin_(self) -> IO[str]:
+        return self.stdin if self.stdin is not None else sys.stdin
+
+    @property
+    def stdout_(self) -> IO[str]:
+        return self.stdout if self.stdout is not None else sys.stdout
+
+    @property
+    def stderr_(self) -> IO[str]:
+        return self.stderr if self.stderr is not None else sys.stderr
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return self.vars if self.vars is not None else os.environ
+
+    def isatty(self, stream: str) -> bool:
+        """Whether `stdin`, `stdout` or `stderr` is a terminal."""
+        forced = getattr(self, f"{stream}_isatty")
+        if forced is not None:
+            return forced
+        handle = getattr(self, f"{stream}_")
+        try:
+            return bool(handle.isatty())
+        except (AttributeError, ValueError):  # closed or not a real stream
+            return False
+
+    def flag(self, name: str) -> bool:
+        """An environment variable used as a switch (set, and not 0/false/no)."""
+        return self.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass
+class State:
+    """Root options and output mode of one invocation (the click context's obj)."""
+
+    base_url: str | None = None
+    profile: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    no_progress: bool = False
+    allow_insecure_http: bool = False
+    verbose: bool = False
+    json: bool = False
+    quiet: bool = False
+    env: Environment = field(default_factory=Environment)
+
+    def flags(self, **command_flags: Any) -> dict[str, Any]:
+        """Root flags plus a command's own, for `settings.resolve`."""
+        return {
+            "base_url": self.base_url,
+            "profile": self.profile,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            **command_flags,
+        }
+
+    def root_args(self) -> str:
+        """The `--base-url`/`--profile` the user gave, for hints that suggest a command."""
+        import shlex
+
+        parts = []
+        if self.base_url is not None:
+            parts += ["--base-url", shlex.quote(self.base_url)]
+        if self.profile is not None:
+            parts += ["--profile", shlex.quote(self.profile)]
+        return " ".join(parts)
+
+    def command(self, rest: str) -> str:
+        """A gpti2 command line for a hint, repeating the user's --base-url and --profile."""
+        root = self.root_args()
+        return f"gpti2 {root} {rest}" if root else f"gpti2 {rest}"
+
+
+def resolve_settings(
+    state: State,
+    flag_names: dict[str, str] | None = None,
+    new_profile: bool = False,
+    **flags: Any,
+) -> Settings:
+    """Effective settings: these flags over the environment, profile and defaults."""
+    from gpti2.settings import resolve
+
+    return resolve(
+        state.flags(**flags),
+        env=state.env.environ,
+        flag_names=flag_names,
+        missing_profile_ok=new_profile,
+    )
+
+
+@contextlib.contextmanager
+def open_client(
+    state: State,
+    settings: Settings,
+    *,
+    auth: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[ApiClient]:
+    """The HTTP client for these settings (starting the emulator for `local`)."""
+    from gpti2.session import open_client as open_session
+
+    with open_session(
+        settings,
+        auth=auth,
+        allow_insecure_http=state.allow_insecure_http,
+        log=log if state.verbose else None,
+    ) as client:
+        yield client
