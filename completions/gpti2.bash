@@ -47,25 +47,25 @@ _gpti2() {
     esac
     local words
     case "$path" in
-        "") words="auth batch config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --version -h --help" ;;
-        " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        "") words="auth batch config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
+        " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$words" -- "$cur"))

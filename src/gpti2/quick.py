@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpti2.client import ApiClient, host_of, unwrap
-from gpti2.errors import ServerError, UsageError
+from gpti2.errors import RejectedError, ServerError, UsageError
 from gpti2.images import ImageInfo, decode_base64_image, describe
 
 ROUTE = "/api/generate-images"
+# The providers the public template this route follows accepts (API.md 1); other servers
+# may accept more, so this only shapes the hint of a 400, never refuses a request.
+TEMPLATE_PROVIDERS = ("openai", "replicate", "fireworks", "vertex")
 _IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
 _UNESCAPE_SLICE = 1 << 20
 
@@ -103,7 +106,15 @@ def _unescape_slashes(body: bytearray, start: int, end: int) -> int:
 
 def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
     """Send the request (never with credentials) and decode the image it returns."""
-    reply = client.send("POST", ROUTE, json_body=request.body(), auth=False)
+    try:
+        reply = client.send("POST", ROUTE, json_body=request.body(), auth=False)
+    except RejectedError as exc:
+        if exc.hint is None and request.provider not in TEMPLATE_PROVIDERS:
+            exc.hint = (
+                f"the quick route takes -p {', '.join(TEMPLATE_PROVIDERS)} on servers of "
+                f"this shape, not {request.provider!r}"
+            )
+        raise
     payload, image = split_image_field(reply.body)
     if not isinstance(payload, dict):
         reply.json()  # raises the malformed-response error with a preview

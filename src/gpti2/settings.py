@@ -32,10 +32,36 @@ def _base_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+class BadValue(ValueError):
+    """A bad setting value, with a suggestion for the hint line."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def suggest_aspect_ratio(text: str) -> str | None:
+    """`16:9` for `16x9`, `1:1` for `1024x1024`: the W:H a size or ratio meant."""
+    import math
+
+    found = re.fullmatch(r"\s*(\d+)\s*[xX×*/,:-]\s*(\d+)\s*", text)
+    if not found:
+        return None
+    w, h = int(found.group(1)), int(found.group(2))
+    if not (w and h):
+        return None
+    common = math.gcd(w, h)
+    return f"{w // common}:{h // common}"
+
+
 def _aspect_ratio(value: Any) -> str:
     text = _text(value)
     if not re.fullmatch(r"[1-9]\d*:[1-9]\d*", text):
-        raise ValueError("expected W:H with positive integers, for example 16:9")
+        meant = suggest_aspect_ratio(text)
+        raise BadValue(
+            "expected W:H with positive integers, for example 16:9",
+            hint=f"did you mean {meant}?" if meant else None,
+        )
     return text
 
 
@@ -148,7 +174,9 @@ def parse_value(key: str, value: Any, label: str | None = None) -> Any:
     try:
         return KEYS[key](value)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"bad value {value!r} for {label or key}: {exc}") from None
+        raise UsageError(
+            f"bad value {value!r} for {label or key}: {exc}", hint=getattr(exc, "hint", None)
+        ) from None
 
 
 def load_config(path: Path) -> dict[str, dict[str, Any]]:

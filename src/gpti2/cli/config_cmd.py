@@ -36,7 +36,7 @@ def get(ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: Qu
         ui.out(str(value))
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(
     ctx: typer.Context,
     key: KeyArg,

@@ -25,13 +25,18 @@ def generate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="What to draw; - reads it from stdin.")],
     provider: Annotated[
-        str | None, typer.Option("-p", "--provider", help="Provider (default openai).")
+        str | None,
+        typer.Option(
+            "-p",
+            "--provider",
+            help="Provider: openai, replicate, fireworks or vertex (default openai).",
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option("-m", "--model", help="Model id (default dall-e-3).")
     ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option("-a", "--aspect-ratio", help="W:H (default 1:1).")
+        str | None, typer.Option("-a", "--aspect-ratio", help="Shape of the image (default 1:1).")
     ] = None,
     output: Annotated[
         str | None,

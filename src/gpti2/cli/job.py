@@ -114,13 +114,13 @@ def start(
         str | None, typer.Option("--feature-id", help="Feature the job is billed under.")
     ] = None,
     mode: Annotated[
-        str | None, typer.Option("--mode", help="text_to_image or image_to_image.")
+        str | None, typer.Option("--mode", help="What the job does (default text_to_image).")
     ] = None,
     model: Annotated[
         str | None, typer.Option("-m", "--model", help="Job model id (default gpt-image-2-t2i).")
     ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option("-a", "--aspect-ratio", help="W:H (default 1:1).")
+        str | None, typer.Option("-a", "--aspect-ratio", help="Shape of the image (default 1:1).")
     ] = None,
     image: Annotated[
         list[str] | None,

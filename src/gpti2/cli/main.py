@@ -13,6 +13,7 @@ from gpti2 import __version__
 from gpti2.cli.common import get_state
 from gpti2.cli.context import Environment, State
 from gpti2.errors import ExitCode, Gpti2Error
+from gpti2.settings import DEFAULTS as _DEFAULTS
 
 # The click that typer uses (vendored in recent releases), found without naming it.
 _click_exceptions = sys.modules[typer.BadParameter.__module__]
@@ -79,11 +80,10 @@ def report(exc: BaseException, state: State) -> int:
     elif isinstance(exc, _ABORTS):
         code, message = int(ExitCode.INTERRUPTED), "interrupted"
     elif isinstance(exc, _click_exceptions.UsageError):
-        code, message = int(ExitCode.USAGE), exc.format_message()
-        if exc.ctx is not None:
-            hint = f"see `{exc.ctx.command_path} --help`"
+        code = int(ExitCode.USAGE)
+        message, hint = usage_hint(exc, state)
     elif isinstance(exc, _click_exceptions.ClickException):
-        code, message = int(ExitCode.USAGE), exc.format_message()
+        code, (message, hint) = int(ExitCode.USAGE), one_voice(exc.format_message())
     else:
         code = int(ExitCode.INTERNAL)
         message = f"internal error: {type(exc).__name__}: {exc}"
@@ -102,6 +102,48 @@ def report(exc: BaseException, state: State) -> int:
         env.stdout_.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
     stderr.flush()
     return code
+
+
+def one_voice(message: str) -> tuple[str, str | None]:
+    """Click's sentence in the tool's voice: lowercase, no full stop, suggestions as a hint."""
+    import re
+
+    hint = None
+    found = re.search(r"\s*\(Possible options: (.*)\)\s*$|\s*Did you mean (.*)\?\s*$", message)
+    if found:
+        message = message[: found.start()]
+        hint = "did you mean " + (found.group(1) or found.group(2)).replace(", ", " or ") + "?"
+    message = message.strip().rstrip(".")
+    if message[:1].isupper() and not message[1:2].isupper():
+        message = message[0].lower() + message[1:]
+    return message, hint
+
+
+# Commands whose one argument is a prompt: extra words mean the quotes were forgotten.
+_PROMPT_COMMANDS = ("gpti2 generate", "gpti2 job start")
+
+
+def _quote(text: str) -> str:
+    """Shell-quote for a person: double quotes where they are safe, as people type them."""
+    import shlex
+
+    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
+
+
+def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
+    """The message and hint for a usage error, with hints that work when followed."""
+    import re
+
+    message, hint = one_voice(exc.format_message())
+    ctx = exc.ctx
+    if ctx is None:
+        return message, hint
+    extra = re.match(r"got unexpected extra arguments? ?\(s\)? \((.*)\)$", message)
+    if extra and ctx.command_path in _PROMPT_COMMANDS and ctx.params.get("prompt"):
+        prompt = f"{ctx.params['prompt']} {extra.group(1)}"
+        command = state.command(f"{ctx.command_path.split(' ', 1)[1]} {_quote(prompt)}")
+        return message, f"quote the prompt: {command}"
+    return message, hint or f"see `{ctx.command_path} --help`"
 
 
 # The commands, loaded only when used: `gpti2 --help` lists them from this table without
@@ -158,13 +200,34 @@ class Gpti2Group(TyperGroup):
 
             import typer.main
 
+            from gpti2.cli.helptext import polish
+
             module = importlib.import_module(COMMANDS[cmd_name][0])
-            loaded[cmd_name] = typer.main.get_command(module.app)
+            loaded[cmd_name] = polish(typer.main.get_command(module.app), cmd_name)
         return loaded[cmd_name]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=2, cutoff=0.6)
+            raise _click_exceptions.UsageError(
+                f"no such command {name!r}"
+                + (". Did you mean " + ", ".join(repr(c) for c in close) + "?" if close else ""),
+                ctx,
+            )
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        from gpti2.cli.helptext import write_examples
+
+        write_examples("", formatter)
+        super().format_epilog(ctx, formatter)
 
     def main(  # type: ignore[override]
         self, args: Any = None, prog_name: str | None = None, **extra: Any
@@ -205,7 +268,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
@@ -221,17 +284,37 @@ def root(
     base_url: Annotated[
         str | None,
         typer.Option(
-            "--base-url", help="API base URL, or `local` for the built-in emulator.", metavar="URL"
+            "--base-url",
+            help="API base URL, or `local` for the built-in emulator."
+            f" [env var: GPTI2_BASE_URL; default: {_DEFAULTS['base_url']}]",
+            metavar="URL",
         ),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="Config profile to use.", metavar="NAME")
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Config profile to use. [env var: GPTI2_PROFILE; default: default]",
+            metavar="NAME",
+        ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Request timeout in seconds.", min=0.001)
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="Request timeout in seconds."
+            f" [env var: GPTI2_TIMEOUT; default: {_DEFAULTS['timeout']:g}]",
+            metavar="SECONDS",
+        ),
     ] = None,
     retries: Annotated[
-        int | None, typer.Option("--retries", help="Retries on transient failures.", min=0)
+        str | None,
+        typer.Option(
+            "--retries",
+            help="Retries on transient failures."
+            f" [env var: GPTI2_RETRIES; default: {_DEFAULTS['retries']}]",
+            metavar="N",
+        ),
     ] = None,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No spinners or progress bars.")
@@ -245,6 +328,12 @@ def root(
     ] = False,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Log requests and responses on stderr.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output on stdout.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.")
     ] = False,
     version: Annotated[
         bool,
@@ -262,3 +351,5 @@ def root(
     state.no_progress = no_progress
     state.allow_insecure_http = allow_insecure_http
     state.verbose = verbose
+    state.json = state.json or json_out
+    state.quiet = state.quiet or quiet
