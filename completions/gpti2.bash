@@ -5,7 +5,7 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
@@ -31,8 +31,8 @@ _gpti2() {
         --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --poll-interval) return ;;
         --port) return ;;
-        --profile) return ;;
-        --provider) return ;;
+        --profile) COMPREPLY=($(compgen -W "$(gpti2 completion --profiles 2>/dev/null)" -- "$cur")); return ;;
+        --provider) COMPREPLY=($(compgen -W "openai replicate fireworks vertex" -- "$cur")); return ;;
         --rate-limit) return ;;
         --retries) return ;;
         --seed) return ;;
@@ -43,29 +43,36 @@ _gpti2() {
         -j) return ;;
         -m) return ;;
         -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        -p) return ;;
+        -p) COMPREPLY=($(compgen -W "openai replicate fireworks vertex" -- "$cur")); return ;;
+    esac
+    case "$path" in
+        " completion") if [[ "$prev" == completion ]]; then COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return; fi ;;
+        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
     esac
     local words
     case "$path" in
-        "") words="auth batch config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
+        "") words="auth batch completion config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " completion") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " config path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " config list") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " config path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
+        " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -164,6 +164,10 @@ COMMANDS = {
         "gpti2.cli.serve",
         "Run the local emulator of the gpt-image2 API.",
     ),
+    "completion": (
+        "gpti2.cli.completion",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
 }
 
 
