@@ -35,7 +35,7 @@ def test_login_status_token_logout_with_the_keyring(cli) -> None:
     assert cli("auth", "logout", "--base-url", BASE).exit_code == 0
     gone = cli("auth", "status", "--base-url", BASE)
     assert gone.exit_code == 3
-    assert "gpti2 auth login" in gone.stderr
+    assert f"gpti2 --base-url {BASE} auth login" in gone.stderr
 
 
 def test_tokens_are_kept_per_profile_and_host(cli) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
+
+from conftest import OTHER_TOKEN, TOKEN, use_keyring
 
 
 def _error_lines(stderr: str) -> tuple[str, str | None]:
@@ -73,3 +76,88 @@ def test_a_negative_config_value_is_a_value_not_an_option(cli) -> None:
     message, _ = _error_lines(run.stderr)
     assert message == "bad value '-1' for retries: expected a whole number, 0 or more"
     assert cli("config", "set", "timeout", "-5").exit_code == 2
+
+
+# -- hints that work when followed ---------------------------------------------------------
+
+
+def _suggested(hint: str) -> list[str]:
+    """The gpti2 command a hint suggests, as argv after `gpti2`."""
+    command = re.search(r"`(?:echo \$TOKEN \| )?(gpti2 [^`]*)`", hint)
+    assert command, hint
+    return shlex.split(command.group(1))[1:]
+
+
+def test_following_the_no_token_hint_stores_it_for_the_right_host_and_profile(cli, emulator):
+    assert cli("--profile", "work", "config", "set", "retries", "0").exit_code == 0
+    run = cli("job", "start", "x", "--profile", "work", "--base-url", emulator.url)
+    assert run.exit_code == 3
+    _, hint = _error_lines(run.stderr)
+    argv = _suggested(hint)
+    assert argv == ["--base-url", emulator.url, "--profile", "work", "auth", "login"]
+    assert cli(*argv, "--with-token", input=TOKEN).exit_code == 0  # as printed, plus the pipe
+    started = cli("job", "start", "x", "--profile", "work", "--base-url", emulator.url)
+    assert started.exit_code == 0, started.stderr
+
+
+def test_the_401_hint_repeats_base_url_and_profile(cli, emulator) -> None:
+    assert (
+        cli("auth", "login", "--with-token", "--base-url", emulator.url, input="tok_bad").exit_code
+        == 0
+    )
+    run = cli("--base-url", emulator.url, "job", "status", "t1")
+    assert run.exit_code == 3
+    message, hint = _error_lines(run.stderr)
+    assert "refused the token for default@" in message and "from the keyring" in message
+    assert "Unauthorized: Unauthorized" not in message
+    assert _suggested(hint) == ["--base-url", emulator.url, "auth", "login"]
+    # followed as printed, it fixes the command
+    assert cli(*_suggested(hint), "--with-token", input=TOKEN).exit_code == 0
+    assert cli("--base-url", emulator.url, "job", "start", "x").exit_code == 0
+
+
+def test_a_refused_gpti2_token_says_the_variable_was_refused(cli, emulator, monkeypatch):
+    monkeypatch.setenv("GPTI2_TOKEN", "tok_not_known")
+    run = cli("job", "status", "t1", "--base-url", emulator.url)
+    assert run.exit_code == 3
+    message, hint = _error_lines(run.stderr)
+    assert message.startswith("the server refused the token in GPTI2_TOKEN (401")
+    assert message.count("Unauthorized") <= 1
+    assert "or set GPTI2_TOKEN" not in hint and "GPTI2_TOKEN" in hint
+    monkeypatch.setenv("GPTI2_TOKEN", OTHER_TOKEN)
+    assert cli("job", "start", "x", "--base-url", emulator.url).exit_code == 0
+
+
+def test_the_keyring_hint_for_a_piped_token_keeps_with_token(cli, monkeypatch) -> None:
+    use_keyring("keyring.backends.fail.Keyring", monkeypatch)
+    run = cli("auth", "login", "--with-token", "--base-url", "http://127.0.0.1:8787", input=TOKEN)
+    assert run.exit_code == 3
+    _, hint = _error_lines(run.stderr)
+    argv = _suggested(hint)
+    assert argv == [
+        "--base-url",
+        "http://127.0.0.1:8787",
+        "auth",
+        "login",
+        "--with-token",
+        "--insecure-storage",
+    ]
+    assert cli(*argv, input=TOKEN).exit_code == 0
+    assert cli("auth", "token", "--base-url", "http://127.0.0.1:8787").stdout == TOKEN + "\n"
+
+
+def test_login_checks_the_keyring_before_asking_for_the_token(monkeypatch) -> None:
+    import getpass
+
+    from typer.testing import CliRunner
+
+    from gpti2.cli import app
+    from gpti2.cli.context import Environment
+
+    use_keyring("keyring.backends.fail.Keyring", monkeypatch)
+    asked = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": asked.append(prompt) or TOKEN)
+    result = CliRunner().invoke(app, ["auth", "login"], environment=Environment(stdin_isatty=True))
+    assert result.exit_code == 3
+    assert asked == []  # no paste wasted
+    assert "no usable keyring" in result.stderr and "--insecure-storage" in result.stderr

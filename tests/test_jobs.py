@@ -85,7 +85,8 @@ def test_status_route_templates() -> None:
 def test_no_token_exits_3_before_any_request(cli, emulator) -> None:
     run = cli("job", "start", "x", "--base-url", emulator.url)
     assert run.exit_code == 3
-    assert "gpti2 auth login" in run.stderr and "GPTI2_TOKEN" in run.stderr
+    assert f"gpti2 --base-url {emulator.url} auth login" in run.stderr
+    assert "GPTI2_TOKEN" in run.stderr
     assert emulator.request_count == 0
 
 
@@ -145,7 +146,7 @@ def test_403_exits_3(cli, scripted, signed_in) -> None:
     scripted.add(403, {"error": "Forbidden: session expired"})
     run = cli("job", "status", "t1", "--base-url", scripted.url)
     assert run.exit_code == 3 and "session expired" in run.stderr
-    assert "gpti2 auth login" in run.stderr
+    assert "refused the token in GPTI2_TOKEN" in run.stderr  # the variable wins: say so
 
 
 def test_image_alone_selects_image_to_image(cli, scripted, signed_in) -> None:

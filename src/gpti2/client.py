@@ -19,7 +19,7 @@ import httpx
 
 from gpti2 import __version__
 from gpti2.errors import (
-    AuthError,
+    CredentialsRefused,
     CreditsError,
     Gpti2Error,
     RejectedError,
@@ -172,7 +172,7 @@ def envelope_error(code: int, message: str) -> Gpti2Error:
     if _CREDIT_WORDS.search(message):
         return CreditsError(message, hint="top up your credits, then try again")
     if _AUTH_WORDS.search(message) or code in (401, 403):
-        return AuthError(message, hint="sign in again with `gpti2 auth login`")
+        return CredentialsRefused(message, hint="sign in again with `gpti2 auth login`")
     return RejectedError(f"the server rejected the request: {message} (code {code})")
 
 
@@ -180,10 +180,13 @@ def error_for_status(reply: Reply) -> Gpti2Error:
     """Map an HTTP error status to the error (and exit code) the user sees."""
     text = error_text(reply.body, reply.headers.get("content-type", ""))
     status_line = f"{reply.status} {reply.reason}".strip()
-    detail = f"{status_line}: {text}" if text and text != status_line else status_line
+    if text and reply.reason and text.lower().startswith(reply.reason.lower()):
+        detail = f"{reply.status} {text}"  # not "401 Unauthorized: Unauthorized: sign in"
+    else:
+        detail = f"{status_line}: {text}" if text and text != status_line else status_line
     host = host_of(reply.url)
     if reply.status in (401, 403):
-        return AuthError(
+        return CredentialsRefused(
             f"not signed in or session expired ({detail})",
             hint="sign in with `gpti2 auth login`, or set GPTI2_TOKEN",
         )

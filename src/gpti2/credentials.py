@@ -131,6 +131,12 @@ def keyring_get(user: str) -> str | None:
     return _bounded(lambda: _backend().get_password(SERVICE, user))
 
 
+def check_keyring(settings: Settings) -> None:
+    """Raise KeyringUnavailable or KeyringRefused now when the keyring cannot hold a token,
+    so `auth login` says so before the user pastes one."""
+    keyring_get(account(settings))
+
+
 def keyring_set(user: str, token: str) -> None:
     _bounded(lambda: _backend().set_password(SERVICE, user, token))
 

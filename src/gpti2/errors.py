@@ -59,6 +59,10 @@ class AuthError(Gpti2Error):
     exit_code = ExitCode.AUTH
 
 
+class CredentialsRefused(AuthError):
+    """The server refused the credentials that were sent (401 or 403)."""
+
+
 class CreditsError(Gpti2Error):
     """The account has not enough credits."""
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from gpti2.client import ApiClient, Credentials, Log
+from gpti2.errors import CredentialsRefused
 from gpti2.settings import Settings
+
+if TYPE_CHECKING:
+    from gpti2.credentials import Token
 
 LOCAL = "local"
 
@@ -38,12 +43,35 @@ def open_client(
             with ApiClient(emulator.url, credentials=Credentials(token), **common) as client:
                 yield client
         return
-    credentials = None
+    credentials, token = None, None
     if auth:
         from gpti2.credentials import require
 
-        credentials = Credentials(
-            require(settings).token, settings.auth_scheme, settings.cookie_name
+        token = require(settings)
+        credentials = Credentials(token.token, settings.auth_scheme, settings.cookie_name)
+    try:
+        with ApiClient(settings.base_url, credentials=credentials, **common) as client:
+            yield client
+    except CredentialsRefused as exc:
+        if token is not None:
+            raise refused(exc, token, settings) from None
+        raise
+
+
+def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> CredentialsRefused:
+    """Say which token the server refused, and the way out that fits where it came from."""
+    from gpti2.credentials import ENV_VAR, account
+
+    detail = exc.message
+    if "(" in detail and detail.endswith(")"):
+        detail = detail[detail.index("(") + 1 : -1]
+    if token.source == "env":
+        exc.message = f"the server refused the token in {ENV_VAR} ({detail})"
+        exc.hint = f"check the value of {ENV_VAR}, or unset it to use the stored token"
+    else:
+        where = "the keyring" if token.source == "keyring" else token.location
+        exc.message = (
+            f"the server refused the token for {account(settings)} from {where} ({detail})"
         )
-    with ApiClient(settings.base_url, credentials=credentials, **common) as client:
-        yield client
+        exc.hint = "sign in again with `gpti2 auth login`"
+    return exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -286,7 +287,7 @@ def resolve(
     if profile != "default" and profile not in profiles and not missing_profile_ok:
         raise UsageError(
             f"no profile {profile!r} in {path}",
-            hint=f"create it with: gpti2 --profile {profile} config set base_url URL",
+            hint=f"create it with: gpti2 --profile {shlex.quote(profile)} config set base_url URL",
         )
 
     values: dict[str, Any] = {}

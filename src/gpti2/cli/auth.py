@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -34,6 +36,9 @@ def login(
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
+    if not insecure_storage:  # before asking: a pasted token is never wasted
+        with _keyring_hint(with_token):
+            credentials.check_keyring(settings)
     if with_token:
         token = ui.env.stdin_.read().strip()
     elif ui.env.isatty("stdin"):
@@ -49,7 +54,8 @@ def login(
         raise UsageError("the token is empty")
     if any(ch.isspace() for ch in token):
         raise UsageError("the token contains white space", hint="paste the token alone")
-    saved = credentials.store(settings, token, insecure_storage=insecure_storage)
+    with _keyring_hint(with_token):
+        saved = credentials.store(settings, token, insecure_storage=insecure_storage)
     if ui.state.json:
         ui.out_json(
             {
@@ -65,6 +71,24 @@ def login(
         ui.info(f"stored the token for {credentials.account(settings)} in the keyring")
     if os.environ.get(credentials.ENV_VAR, "").strip():
         ui.warn(f"{credentials.ENV_VAR} is set and takes precedence until you unset it")
+
+
+@contextlib.contextmanager
+def _keyring_hint(with_token: bool) -> Iterator[None]:
+    """A keyring problem, with the ways out written for how the token is given."""
+    from gpti2 import credentials
+
+    try:
+        yield
+    except (credentials.KeyringUnavailable, credentials.KeyringRefused) as exc:
+        again = "gpti2 auth login --insecure-storage"
+        if with_token:
+            again = "echo $TOKEN | gpti2 auth login --with-token --insecure-storage"
+        exc.hint = (
+            f"set the {credentials.ENV_VAR} environment variable, or run `{again}` to keep"
+            " the token in a plain-text file readable only by you"
+        )
+        raise
 
 
 @app.command("status")

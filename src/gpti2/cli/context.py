@@ -92,21 +92,14 @@ class State:
             **command_flags,
         }
 
-    def root_args(self) -> str:
+    def root_pairs(self) -> list[tuple[str, str]]:
         """The `--base-url`/`--profile` the user gave, for hints that suggest a command."""
-        import shlex
-
-        parts = []
+        pairs = []
         if self.base_url is not None:
-            parts += ["--base-url", shlex.quote(self.base_url)]
+            pairs.append(("--base-url", self.base_url))
         if self.profile is not None:
-            parts += ["--profile", shlex.quote(self.profile)]
-        return " ".join(parts)
-
-    def command(self, rest: str) -> str:
-        """A gpti2 command line for a hint, repeating the user's --base-url and --profile."""
-        root = self.root_args()
-        return f"gpti2 {root} {rest}" if root else f"gpti2 {rest}"
+            pairs.append(("--profile", self.profile))
+        return pairs
 
 
 def resolve_settings(

@@ -93,6 +93,7 @@ def report(exc: BaseException, state: State) -> int:
 
         traceback.print_exception(exc, file=env.stderr_)
     stderr = env.stderr_
+    hint = with_root_options(hint, state) if hint else hint
     stderr.write(f"{_color(env, '1;31', 'error:')} {message}\n")
     if hint:
         stderr.write(f"{_color(env, '2', 'hint:')} {hint}\n")
@@ -102,6 +103,23 @@ def report(exc: BaseException, state: State) -> int:
         env.stdout_.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
     stderr.flush()
     return code
+
+
+def with_root_options(hint: str, state: State) -> str:
+    """Repeat the user's --base-url and --profile in every command a hint suggests, so the
+    hint works when followed as printed (a token stored for the right host and profile)."""
+    import re
+
+    given = [(flag, value) for flag, value in state.root_pairs()]
+    if not given:
+        return hint
+
+    def insert(match: re.Match[str]) -> str:
+        rest = hint[match.end() :].split("`", 1)[0]
+        missing = [f"{flag} {_quote(value)}" for flag, value in given if flag not in rest]
+        return match.group(0) + "".join(f"{part} " for part in missing)
+
+    return re.sub(r"(?<![\w/.-])gpti2 (?=[a-z-])", insert, hint)
 
 
 def one_voice(message: str) -> tuple[str, str | None]:
@@ -125,8 +143,11 @@ _PROMPT_COMMANDS = ("gpti2 generate", "gpti2 job start")
 
 def _quote(text: str) -> str:
     """Shell-quote for a person: double quotes where they are safe, as people type them."""
+    import re
     import shlex
 
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
     return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
 
 
@@ -141,7 +162,7 @@ def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
     extra = re.match(r"got unexpected extra arguments? ?\(s\)? \((.*)\)$", message)
     if extra and ctx.command_path in _PROMPT_COMMANDS and ctx.params.get("prompt"):
         prompt = f"{ctx.params['prompt']} {extra.group(1)}"
-        command = state.command(f"{ctx.command_path.split(' ', 1)[1]} {_quote(prompt)}")
+        command = f"{ctx.command_path} {_quote(prompt)}"
         return message, f"quote the prompt: {command}"
     return message, hint or f"see `{ctx.command_path} --help`"
 
