@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gpti2 import images, jobs, quick
-from gpti2.client import ApiClient
+from gpti2 import files, images, jobs, quick
+from gpti2.client import ApiClient, loads
 from gpti2.errors import ExitCode, Gpti2Error, ServerError, UsageError
 from gpti2.settings import Settings, parse_value
 
@@ -95,8 +95,9 @@ class Manifest:
         return self.path.with_name(f"{self.path.stem}.lock.json")
 
     def relative(self, path: Path) -> str:
-        """A path as the lock records it: relative to the manifest's folder, `/` separators."""
-        return path.resolve().relative_to(self.root.resolve()).as_posix()
+        """A path as the lock records it: relative to the manifest's folder, `/` separators.
+        The file itself is not followed: a link named there is that name, wherever it points."""
+        return (path.parent.resolve() / path.name).relative_to(self.root.resolve()).as_posix()
 
 
 def _where(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
@@ -201,7 +202,7 @@ class Lock:
     @classmethod
     def read(cls, path: Path) -> Lock:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls(path, {})
         except (OSError, ValueError) as exc:
@@ -209,7 +210,11 @@ class Lock:
                 f"cannot read lock file {path}: {exc}", hint="delete it to regenerate everything"
             ) from None
         records = data.get("images") if isinstance(data, dict) else None
-        if data.get("version") != LOCK_VERSION or not isinstance(records, dict):
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != LOCK_VERSION
+            or not isinstance(records, dict)
+        ):
             raise UsageError(f"{path} is not a version {LOCK_VERSION} gpti2 lock file")
         return cls(path, {k: v for k, v in records.items() if isinstance(v, dict)})
 
@@ -220,7 +225,7 @@ class Lock:
         )
 
     def save(self) -> None:
-        images.write_atomic(self.path, self.render().encode(), force=True)
+        files.write_atomic(self.path, self.render().encode(), force=True)
 
     def record(self, name: str, record: dict[str, Any]) -> None:
         with self._mutex:
@@ -423,7 +428,7 @@ class Runner:
             image = quick.generate(self.client, request)
             self._check_stop()
             target = entry.folder / f"{entry.name}.{image.info.extension}"
-            images.write_atomic(target, image.data, force=True)
+            files.write_atomic(target, image.data, force=True)
             return self._done(entry, target, image.info, began)
         except Exception as exc:
             return self._failed(entry, exc, began)

@@ -7,6 +7,7 @@ import ipaddress
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from gpti2 import __version__
+from gpti2.display import REDACTED, add_secret, redact, shown
 from gpti2.errors import (
+    AuthError,
     CredentialsRefused,
     CreditsError,
     Gpti2Error,
@@ -32,7 +35,6 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 START_RETRY_STATUSES = frozenset({429, 503})
 BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP, RETRY_AFTER_CAP = 0.5, 2.0, 20.0, 60.0
 MAX_REDIRECTS = 5
-REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 
 Log = Callable[[str], None]
@@ -46,6 +48,29 @@ class Credentials:
     token: str
     scheme: str = "bearer"
     cookie_name: str = "better-auth.session_token"
+
+    def __post_init__(self) -> None:
+        from gpti2.credentials import cookie_name_problem, token_problem
+
+        add_secret(self.token)
+        problem = token_problem(self.token)
+        if problem:
+            raise AuthError(
+                f"the stored token {problem}; it cannot be sent in an HTTP header",
+                hint="sign in again with `gpti2 auth login`, or fix GPTI2_TOKEN",
+            )
+        if self.scheme == "cookie":
+            problem = cookie_name_problem(self.cookie_name)
+            if problem:
+                raise UsageError(
+                    f"bad cookie_name: {problem}",
+                    hint="set it with `gpti2 config set cookie_name NAME`",
+                )
+            if ";" in self.token or "," in self.token:
+                raise AuthError(
+                    "the stored session value holds ';' or ',', which a cookie cannot carry",
+                    hint="sign in again with `gpti2 auth login`",
+                )
 
     def headers(self) -> dict[str, str]:
         if self.scheme == "cookie":
@@ -69,7 +94,7 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON; a malformed response otherwise."""
         try:
-            return json.loads(self.body)
+            return loads(self.body)
         except ValueError:
             preview = error_text(self.body, self.headers.get("content-type", ""))
             raise ServerError(
@@ -78,8 +103,19 @@ class Reply:
             ) from None
 
 
+def loads(data: bytes | bytearray | str) -> Any:
+    """json.loads where a document nested too deeply is a ValueError like any bad JSON."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def host_of(url: str) -> str:
-    return urlsplit(url).netloc
+    try:
+        return shown(urlsplit(url).netloc, 100)
+    except ValueError:
+        return shown(url, 100)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -88,14 +124,51 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+def checked_url(url: str, what: str) -> str:
+    """`url` when it is an http(s) URL with a host and a valid port; a malformed response
+    (exit 6) naming `what` otherwise (the URL came from a server)."""
+    from gpti2.settings import url_problem
+
+    problem = url_problem(url)
+    if problem:
+        raise ServerError(f"malformed response: {what} {shown(url, 100)!r} {problem}")
+    return url
+
+
 def is_loopback(host: str) -> bool:
+    """Only 127.0.0.0/8, ::1 and the exact name `localhost` (not `evil.localhost`)."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_link_local(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_link_local or bool(mapped and mapped.is_link_local)
+
+
+def refuse_link_local(url: str) -> None:
+    """Refuse a server-given URL whose host is (or resolves to) a link-local address
+    (169.254.0.0/16, fe80::/10: cloud metadata services live there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, parts.port or None)}
+    except (OSError, UnicodeError):
+        addresses = {host}  # unresolvable: the request itself will fail and say so
+    if any(_is_link_local(address) for address in addresses | {host}):
+        raise ServerError(
+            f"refusing to download from {host_of(url)}: it is a link-local address",
+            hint="a result URL should name a public server or CDN",
+        )
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -122,11 +195,12 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
 
 
 def error_text(body: bytes | bytearray, content_type: str = "") -> str:
-    """The human part of an error body: JSON error/message/detail, an HTML title, or a prefix."""
+    """The human part of an error body: JSON error/message/detail, an HTML title, or a
+    prefix; made safe to show (redacted, no control characters, at most 200 characters)."""
     if not body:
         return ""
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
@@ -135,14 +209,14 @@ def error_text(body: bytes | bytearray, content_type: str = "") -> str:
             if isinstance(value, dict):
                 value = value.get("message")
             if isinstance(value, str) and value.strip():
-                return value.strip()
+                return shown(value)
     text = bytes(body[:4096]).decode("utf-8", "replace")
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:
-        return " ".join(title.group(1).split())
+        return shown(title.group(1))
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
         text = re.sub(r"<[^>]+>", " ", text)
-    return " ".join(text.split())[:200]
+    return shown(text)
 
 
 _CREDIT_WORDS = re.compile(r"credit|balance|insufficient|quota", re.IGNORECASE)
@@ -204,8 +278,10 @@ def _redact_json(value: Any) -> Any:
         return {k: _redact_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact_json(v) for v in value]
-    if isinstance(value, str) and len(value) > 120:
-        return f"{value[:60]}… ({len(value)} chars)"
+    if isinstance(value, str):
+        value = redact(value)  # before cutting, so no part of a secret survives the cut
+        if len(value) > 120:
+            return f"{value[:60]}… ({len(value)} chars)"
     return value
 
 
@@ -307,7 +383,7 @@ class ApiClient:
     ) -> Reply:
         """Send with retries. `start` applies the job-start retry rule; `sink` streams a
         2xx body into a fresh file object per attempt instead of memory."""
-        url = self.url_for(path)
+        url = checked_url(self.url_for(path), "the URL")
         if auth and self.credentials is not None and origin(url) == origin(self.base_url):
             self._check_credentials_allowed(url)
         attempt = 0
@@ -321,6 +397,11 @@ class ApiClient:
                     attempt += 1
                     continue
                 raise self._transport_error(exc, url, start, not_sent) from None
+            except httpx.DecodingError as exc:
+                raise ServerError(
+                    f"malformed response from {host_of(url)}: the body does not match its"
+                    f" Content-Encoding ({shown(exc, 100)})"
+                ) from None
             retry_on = START_RETRY_STATUSES if start else RETRY_STATUSES
             if reply.status in retry_on and attempt < self.retries:
                 self._wait(attempt, reply.headers.get("retry-after"), str(reply.status))
@@ -381,7 +462,10 @@ class ApiClient:
     ) -> Reply:
         base_origin = origin(self.base_url)
         send_credentials = auth and self.credentials is not None
+        deadline = time.monotonic() + self.timeout  # the whole request, body included
         for _hop in range(MAX_REDIRECTS + 1):
+            if origin(url) != base_origin:
+                refuse_link_local(url)
             request_headers = dict(headers or {})
             if json_body is not None:
                 request_headers["Content-Type"] = "application/json"
@@ -392,9 +476,15 @@ class ApiClient:
             started = time.monotonic()
             with self._http.stream(method, url, content=content, headers=request_headers) as resp:
                 location = resp.headers.get("location")
-                if resp.status_code in (301, 302, 303, 307, 308) and location:
+                if 300 <= resp.status_code < 400:
+                    if resp.status_code not in (301, 302, 303, 307, 308) or not location:
+                        raise ServerError(
+                            f"unexpected {resp.status_code} {shown(resp.reason_phrase, 60)}"
+                            f" from {host_of(url)}"
+                            + ("" if location else " (no Location to follow)")
+                        )
                     self._emit(f"< {resp.status_code} redirect to {location}")
-                    url = urljoin(url, location)
+                    url = checked_url(urljoin(url, location), "the redirect Location")
                     if origin(url) != base_origin:
                         send_credentials = False  # never again on this request
                     if resp.status_code == 303 or (
@@ -403,8 +493,14 @@ class ApiClient:
                         method, json_body = "GET", None
                     continue
                 ok = 200 <= resp.status_code < 300
+                if sink is not None and ok and resp.status_code != 200:
+                    # 206 (a part of the file) or 204 (none of it) is not a download.
+                    raise ServerError(
+                        f"download from {host_of(url)} answered {resp.status_code}"
+                        f" {shown(resp.reason_phrase, 60)}, not the whole file; refused"
+                    )
                 target = sink() if (sink is not None and ok) else None
-                body = self._read_body(resp, target, progress if ok else None)
+                body = self._read_body(resp, target, progress if ok else None, deadline)
                 reply = Reply(
                     resp.status_code, resp.reason_phrase, resp.headers, body, str(resp.url)
                 )
@@ -413,17 +509,23 @@ class ApiClient:
         raise ServerError(f"too many redirects (more than {MAX_REDIRECTS}) from {host_of(url)}")
 
     def _read_body(
-        self, resp: httpx.Response, target: IO[bytes] | None, progress: Progress | None
+        self,
+        resp: httpx.Response,
+        target: IO[bytes] | None,
+        progress: Progress | None,
+        deadline: float,
     ) -> bytearray:
         length = resp.headers.get("content-length")
-        total = int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.isdigit() and len(length) < 19 else None
         if total is not None and total > self.max_body:
             raise ServerError(self._too_large(resp))
         body = bytearray()
         received = 0
         if progress:
             progress(0, total)
-        for chunk in resp.iter_bytes(1 << 16):
+        for chunk in resp.iter_bytes():  # each chunk as it comes, so the deadline is seen
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout("the whole request took too long", request=resp.request)
             received += len(chunk)
             if received > self.max_body:
                 raise ServerError(self._too_large(resp))
@@ -444,18 +546,16 @@ class ApiClient:
     def _secret(self) -> str | None:
         return self.credentials.token if self.credentials else None
 
-    def _emit(self, line: str) -> None:
+    def _emit(self, line: str, limit: int | None = None) -> None:
         if self._log is not None:
-            secret = self._secret()
-            self._log(line.replace(secret, REDACTED) if secret else line)
+            self._log(shown(line, limit, secrets=[self._secret()]))
 
     def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
         if self._log is None:
             return
         self._emit(f"> {method} {url}")
         for name, value in headers.items():
-            shown = REDACTED if name.lower() in SECRET_HEADERS else value
-            self._emit(f"> {name}: {shown}")
+            self._emit(f"> {name}: {REDACTED if name.lower() in SECRET_HEADERS else value}")
         if json_body is not None:
             self._emit("> " + json.dumps(_redact_json(json_body), ensure_ascii=False))
 
@@ -464,12 +564,11 @@ class ApiClient:
             return
         self._emit(f"< {reply.status} {reply.reason} ({seconds * 1000:.0f} ms)")
         for name, value in reply.headers.items():
-            shown = REDACTED if name.lower() in SECRET_HEADERS else value
-            self._emit(f"< {name}: {shown}")
+            self._emit(f"< {name}: {REDACTED if name.lower() in SECRET_HEADERS else value}")
         if streamed or not reply.body:
             return
         try:
-            preview = json.dumps(_redact_json(json.loads(reply.body)), ensure_ascii=False)
+            preview = json.dumps(_redact_json(loads(reply.body)), ensure_ascii=False)
         except ValueError:
-            preview = bytes(reply.body[:200]).decode("utf-8", "replace")
-        self._emit("< " + preview[:2000])
+            preview = bytes(reply.body[:4096]).decode("utf-8", "replace")
+        self._emit("< " + preview, limit=2000)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +48,12 @@ class Token:
     token: str
     source: str
     location: str | None = None
+    warning: str | None = None  # something the user should fix, said once per command
+
+    def __post_init__(self) -> None:
+        from gpti2.display import add_secret
+
+        add_secret(self.token)
 
     @property
     def masked(self) -> str:
@@ -163,23 +168,18 @@ def _read_file(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise AuthError(f"cannot read the token file {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise AuthError(f"cannot read the token file {path}: {why}") from None
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
 def _write_file(path: Path, tokens: dict[str, str]) -> None:
     """Write the file with mode 0600 from its first byte, in a 0700 folder, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=path.parent)  # mkstemp: O_EXCL, 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(tokens, handle, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    from gpti2.files import write_atomic
+
+    data = json.dumps(tokens, indent=2, sort_keys=True).encode()
+    write_atomic(path, data, force=True, private=True)
 
 
 # -- what the commands use --------------------------------------------------------------
@@ -216,7 +216,12 @@ def load(settings: Settings, env: dict[str, str] | None = None) -> Token | None:
     path = token_file()
     from_file = _read_file(path).get(user)
     if from_file:
-        return Token(from_file, "file", str(path))
+        from gpti2.files import readable_by_others
+
+        warning = None
+        if readable_by_others(path):
+            warning = f"the token file {path} can be read by other users; run: chmod 600 {path}"
+        return Token(from_file, "file", str(path), warning)
     if refused is not None:
         raise refused
     return None
@@ -246,3 +251,30 @@ def remove(settings: Settings) -> list[str]:
             path.unlink()
         removed.append(f"file {path}")
     return removed
+
+
+# -- what a token may hold ----------------------------------------------------------------
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot go in an HTTP header (never quoting it), or None."""
+    if not token:
+        return "is empty"
+    if not token.isascii():
+        return "holds non-ASCII characters"
+    if any(ch.isspace() for ch in token):
+        return "holds white space (a space, tab or line break)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        return "holds control characters"
+    return None
+
+
+def cookie_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a cookie name, or None."""
+    from gpti2.settings import parse_value
+
+    try:
+        parse_value("cookie_name", name)
+    except Exception as exc:  # the settings rule, said once
+        return getattr(exc, "message", str(exc))
+    return None

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
+
+from gpti2.display import add_secret, shown
+
+MESSAGE_LIMIT = 1000
 
 
 class ExitCode(IntEnum):
@@ -34,6 +39,15 @@ class Gpti2Error(Exception):
         self.message = message
         self.hint = hint
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Messages and hints may hold server text: they are made safe when set, so every
+        # place that shows one (the error line, a batch summary, a traceback) is safe.
+        if name in ("message", "hint") and value is not None:
+            value = shown(value, MESSAGE_LIMIT)
+            if name == "message":
+                self.args = (value,)
+        super().__setattr__(name, value)
+
     def after_answer(self) -> Gpti2Error:
         """Mark that stdout already holds the command's answer."""
         self.answered = True
@@ -42,8 +56,8 @@ class Gpti2Error(Exception):
     def redact(self, secret: str | None, mask: str = "[redacted]") -> Gpti2Error:
         """Remove `secret` from the message (a server may echo a token back)."""
         if secret:
+            add_secret(secret)
             self.message = self.message.replace(secret, mask)
-            self.args = (self.message,)
         return self
 
 

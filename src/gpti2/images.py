@@ -1,23 +1,23 @@
-"""Image bytes: decoding base64 payloads, sniffing format and size, naming, atomic writes."""
+"""Image bytes: decoding base64 payloads, sniffing format and size, checking that the
+file is whole (without an imaging library), naming."""
 
 from __future__ import annotations
 
 import binascii
-import contextlib
 import hashlib
-import os
 import re
 import struct
-import tempfile
 import unicodedata
-from collections.abc import Iterator
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from gpti2.errors import ServerError, UsageError
+from gpti2 import files
+from gpti2.errors import ServerError
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_URLSAFE_STR = str.maketrans("-_", "+/")
 _DATA_URL = re.compile(rb"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -96,6 +96,12 @@ def decode_base64_image(payload: str | bytes | bytearray | memoryview) -> bytes:
         view = view[match.end() :]
     if len(view) == 0:
         raise ServerError("malformed response: the image is empty")
+    # The URL-safe alphabet is read as such, not skipped into garbage.
+    if isinstance(view, str):
+        if "-" in view or "_" in view:
+            view = view.translate(_URLSAFE_STR)
+    elif re.search(rb"[-_]", view):
+        view = memoryview(bytes(view).translate(_URLSAFE))
     try:
         data = binascii.a2b_base64(view)
     except (binascii.Error, ValueError) as exc:
@@ -103,6 +109,81 @@ def decode_base64_image(payload: str | bytes | bytearray | memoryview) -> bytes:
     if sniff_format(data) is None:
         raise ServerError("malformed response: the image is not a PNG, JPEG, WebP or GIF")
     return data
+
+
+def structure_problem(data: bytes, fmt: str) -> str | None:
+    """Why `data` is not a whole image of format `fmt` (cut short, corrupt), or None.
+
+    PNG: every chunk's length and CRC, ending with IEND. JPEG: SOI, a frame header (SOF)
+    before the scan, EOI after it. GIF: the trailer. WebP: the RIFF length."""
+    check = {"png": _png_problem, "jpeg": _jpeg_problem, "gif": _gif_problem}.get(fmt)
+    return check(data) if check else _webp_problem(data)
+
+
+def _png_problem(data: bytes) -> str | None:
+    view, pos, size = memoryview(data), 8, len(data)
+    first = True
+    while True:
+        if pos + 12 > size:
+            return "the PNG is cut short (no IEND chunk)"
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        kind = bytes(view[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if not kind.isalpha() or (first and kind != b"IHDR"):
+            return "the PNG is corrupt (a bad chunk header)"
+        if end > size:
+            return f"the PNG is cut short (in its {kind.decode()} chunk)"
+        crc = int.from_bytes(view[end - 4 : end], "big")
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+            return f"the PNG is corrupt (bad checksum in its {kind.decode()} chunk)"
+        if kind == b"IEND":
+            return None
+        pos, first = end, False
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    i, size, frame = 2, len(data), False
+    while True:
+        if i + 4 > size:
+            return "the JPEG is cut short (before its image data)"
+        if data[i] != 0xFF:
+            return "the JPEG is corrupt (a bad marker)"
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker == 0xD9:
+            return "the JPEG ends before its image data"
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if length < 2:
+            return "the JPEG is corrupt (a bad segment length)"
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = True
+        if marker == 0xDA:
+            if not frame:
+                return "the JPEG is corrupt (no frame header before its image data)"
+            if data.rfind(b"\xff\xd9", i + 2 + length) == -1:
+                return "the JPEG is cut short (no end marker)"
+            return None
+        i += 2 + length
+
+
+def _gif_problem(data: bytes) -> str | None:
+    if len(data) < 14 or not data.rstrip(b"\0").endswith(b";"):
+        return "the GIF is cut short (no trailer)"
+    return None
+
+
+def _webp_problem(data: bytes) -> str | None:
+    if len(data) < 20:
+        return "the WebP is cut short"
+    riff_size = int.from_bytes(data[4:8], "little")
+    if riff_size < 12 or len(data) < 8 + riff_size:
+        return "the WebP is cut short (shorter than its RIFF length)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,6 +206,9 @@ def describe(data: bytes) -> ImageInfo:
     fmt = sniff_format(data)
     if fmt is None:
         raise ServerError("malformed response: the image is not a PNG, JPEG, WebP or GIF")
+    problem = structure_problem(data, fmt)
+    if problem:
+        raise ServerError(f"malformed response: {problem}")
     width, height = dimensions(data, fmt)
     return ImageInfo(fmt, width, height, hashlib.sha256(data).hexdigest(), len(data))
 
@@ -150,80 +234,9 @@ def default_name(prompt: str, info: ImageInfo) -> str:
     return f"{slugify(prompt)}-{info.sha256[:8]}.{info.extension}"
 
 
-def check_writable_target(path: Path, force: bool) -> None:
-    """Refuse, before any request, an output that exists (without force) or cannot be written."""
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder")
-    check_writable_dir(path.parent)
-
-
-def check_writable_dir(folder: Path) -> None:
-    """Refuse a folder we could not create a file in (probing with a real file)."""
-    probe = folder
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"cannot write into {folder}: {probe} is not a folder")
-    try:
-        fd, name = tempfile.mkstemp(prefix=".gpti2-probe-", dir=probe)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write into {folder}: {exc.strerror or exc}", hint="choose another --output"
-        ) from None
-    os.close(fd)
-    os.unlink(name)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path, force: bool) -> Iterator[BinaryIO]:
-    """Yield a temporary file beside `path`; on success it becomes `path`, on failure it is gone.
-
-    Without `force` an existing file is never replaced, even one that appeared meanwhile.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        publish(tmp, path, force)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def publish(tmp: Path, path: Path, force: bool) -> None:
-    """Give a finished temporary file its final name; without `force`, never replace."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    if force:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it") from None
-    except OSError:
-        # Filesystems without hard links: fall back to a checked rename.
-        if path.exists():
-            raise UsageError(
-                f"{path} already exists", hint="pass --force to overwrite it"
-            ) from None
-        os.replace(tmp, path)
-    else:
-        tmp.unlink()
-
-
-def write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_output(path, force) as handle:
-        handle.write(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# The file rules live in files.py; these names stay for callers that use them from here.
+check_writable_target = files.check_target
+check_writable_dir = files.check_folder
+atomic_output = files.atomic_output
+publish = files.publish
+write_atomic = files.write_atomic

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
+import math
 import mimetypes
-import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
-from gpti2 import images
-from gpti2.client import ApiClient, Progress
+from gpti2 import files, images
+from gpti2.client import ApiClient, Progress, loads
+from gpti2.display import has_controls
 from gpti2.errors import (
     JobFailedError,
     JobNotFinishedError,
@@ -30,6 +29,7 @@ from gpti2.errors import (
 START_ROUTE = "/api/aiimage/start"
 MAX_POLL_INTERVAL = 10.0
 POLL_GROWTH = 1.25
+MAX_IMAGES = 100  # images taken from one job (the `max_images` setting)
 
 
 class JobStatus(StrEnum):
@@ -114,13 +114,16 @@ def parse_job(payload: Any, task_id: str | None = None) -> Job:
     info = data.get("taskInfo")
     if isinstance(info, str) and info.strip():
         with contextlib.suppress(ValueError):
-            info = json.loads(info)
+            info = loads(info)
     if isinstance(info, dict):
         for key, value in info.items():
             data.setdefault(key, value)
-    found_id = _first(data, "taskId", "id", "jobId", "task_id") or task_id
+    # The id the user typed, when there is one, is the job's name here (and on disk).
+    found_id = task_id or _first(data, "taskId", "id", "jobId", "task_id")
     if not found_id:
         raise ServerError("malformed response: the job has no id")
+    if task_id is None:
+        found_id = checked_id(str(found_id), from_server=True)
     raw = _first(data, "status", "state")
     progress = data.get("progress")
     credits = _first(data, "creditsRemaining", "credits", "remainingCredits")
@@ -132,11 +135,46 @@ def parse_job(payload: Any, task_id: str | None = None) -> Job:
         task_id=str(found_id),
         status=status,
         raw_status=None if raw is None else str(raw),
-        progress=float(progress) if isinstance(progress, int | float) else None,
+        progress=_finite(progress),
         images=image_refs(data.get("images")),
         error=str(error) if error and status in (JobStatus.FAILED, JobStatus.CANCELED) else None,
-        credits_remaining=int(credits) if isinstance(credits, int | float) else None,
+        credits_remaining=None if (c := _finite(credits)) is None else int(c),
     )
+
+
+def _finite(value: Any) -> float | None:
+    """A number a server sent, or None for anything else (NaN and Infinity included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and abs(value) < 1e15 else None
+
+
+MAX_ID = 128
+
+
+def id_problem(task_id: str) -> str | None:
+    """Why `task_id` cannot name files (`<id>-<n>.png`) or be shown as one line, or None."""
+    if not task_id:
+        return "is empty"
+    if len(task_id) > MAX_ID:
+        return f"is {len(task_id)} characters long (at most {MAX_ID})"
+    if has_controls(task_id) or task_id != task_id.strip():
+        return "holds control characters or white space at its ends"
+    if "/" in task_id or "\\" in task_id:
+        return "holds a path separator"
+    if ".." in task_id:
+        return "holds '..'"
+    return None
+
+
+def checked_id(task_id: str, *, from_server: bool) -> str:
+    """`task_id` when it is safe to use; exit 6 for a server's id, 2 for the user's."""
+    problem = id_problem(task_id)
+    if problem is None:
+        return task_id
+    if from_server:
+        raise ServerError(f"malformed response: the server's job id {problem}")
+    raise UsageError(f"bad job id: it {problem}", hint="give the id `gpti2 job start` printed")
 
 
 # -- starting -------------------------------------------------------------------------
@@ -212,6 +250,7 @@ def status_request(route: str, task_id: str) -> tuple[str, str, dict[str, str] |
 
 
 def status(client: ApiClient, task_id: str, route: str) -> Job:
+    checked_id(task_id, from_server=False)
     method, path, body = status_request(route, task_id)
     return parse_job(client.call(method, path, json_body=body, auth=True), task_id)
 
@@ -303,16 +342,19 @@ def fetch(
     *,
     force: bool,
     progress: Callable[[int], Progress | None] | None = None,
+    limit: int = MAX_IMAGES,
 ) -> list[SavedFile]:
-    """Write every result image as `<taskId>-<n>.<ext>`; existing ones kept unless force."""
+    """Write every result image (the first `limit`) as `<taskId>-<n>.<ext>`; existing
+    ones kept unless force."""
     check_finished(job)
     if not job.images:
         raise ServerError(f"job {job.task_id} succeeded but lists no images")
-    folder.mkdir(parents=True, exist_ok=True)
+    stem = checked_id(job.task_id, from_server=True)
+    files.make_folder(folder)
     saved = []
-    for n, ref in enumerate(job.images, start=1):
-        stem = f"{job.task_id}-{n}"
-        existing = None if force else existing_result(folder, stem)
+    for n, ref in enumerate(job.images[:limit], start=1):
+        name = f"{stem}-{n}"
+        existing = None if force else existing_result(folder, name)
         if existing is not None:
             info = images.describe_file(existing)
             if info is None:  # found before downloading anything
@@ -323,7 +365,7 @@ def fetch(
             saved.append(SavedFile(existing, info, kept=True))
             continue
         report = progress(n) if progress else None
-        saved.append(save_image(client, ref, folder, stem, force, report))
+        saved.append(save_image(client, ref, folder, name, force, report))
     return saved
 
 
@@ -347,30 +389,12 @@ def save_image(
 def _download(
     client: ApiClient, url: str, folder: Path, stem: str, force: bool, report: Progress | None
 ) -> SavedFile:
-    """Stream one image to a temporary file, then give it its name (nothing partial left)."""
-    parts: list[tuple[IO[bytes], Path]] = []
-
-    def sink() -> IO[bytes]:
-        for handle, path in parts:  # a retried attempt starts afresh
-            handle.close()
-            path.unlink(missing_ok=True)
-        parts.clear()
-        fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
-        handle = os.fdopen(fd, "wb")
-        parts.append((handle, Path(name)))
-        return handle
-
-    try:
-        client.send("GET", url, auth=True, sink=sink, progress=report)
-        handle, tmp = parts[-1]
-        handle.close()
-        info = images.describe_file(tmp)
-        if info is None:
-            raise ServerError(f"malformed response: {url} is not a PNG, JPEG, WebP or GIF image")
+    """Stream one image to a temporary file (a fresh one for each attempt), check it is a
+    whole image, then give it its name: nothing partial is ever left."""
+    with files.disk_errors(folder), files.Scratch(folder, stem) as scratch:
+        client.send("GET", url, auth=True, sink=scratch.new, progress=report)
+        tmp = scratch.finish()
+        info = images.describe(tmp.read_bytes())
         path = folder / f"{stem}.{info.extension}"
-        images.publish(tmp, path, force)
+        files.publish(tmp, path, force)
         return SavedFile(path, info)
-    finally:
-        for handle, path in parts:
-            handle.close()
-            path.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ def open_client(
     auth: bool = False,
     allow_insecure_http: bool = False,
     log: Log | None = None,
+    warn: Log | None = None,
 ) -> Iterator[ApiClient]:
     """An ApiClient for `settings`; with `auth`, carrying the user's credentials.
 
@@ -48,6 +49,8 @@ def open_client(
         from gpti2.credentials import require
 
         token = require(settings)
+        if token.warning and warn is not None:
+            warn(token.warning)
         credentials = Credentials(token.token, settings.auth_scheme, settings.cookie_name)
     try:
         with ApiClient(settings.base_url, credentials=credentials, **common) as client:

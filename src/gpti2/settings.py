@@ -19,9 +19,37 @@ DEFAULT_STATUS_ROUTE = "GET /api/aiimage/status?taskId={taskId}"
 
 
 def _text(value: Any) -> str:
+    from gpti2.display import has_controls
+
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
+    if has_controls(value):
+        raise ValueError("control characters are not allowed")
     return value.strip()
+
+
+_PORT = re.compile(r":([^:\]]*)$")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not a usable http(s) URL (bad scheme, no host, bad port), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host"
+    port = _PORT.search(parts.netloc.rpartition("@")[2])
+    if port and not (port[1].isascii() and port[1].isdigit() and 1 <= int(port[1]) <= 65535):
+        return f"has a bad port {port[1]!r} (expected 1 to 65535)"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "holds white space or control characters"
+    return None
 
 
 def _base_url(value: Any) -> str:
@@ -30,6 +58,9 @@ def _base_url(value: Any) -> str:
         return text
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text):
         raise ValueError("expected an http:// or https:// URL, or `local`")
+    problem = url_problem(text)
+    if problem:
+        raise ValueError(f"the URL {problem}")
     return text.rstrip("/")
 
 
@@ -53,6 +84,13 @@ def suggest_aspect_ratio(text: str) -> str | None:
         return None
     common = math.gcd(w, h)
     return f"{w // common}:{h // common}"
+
+
+def _cookie_name(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", text):
+        raise ValueError("a cookie name is ASCII letters, digits and !#$%&'*+-.^_`|~ only")
+    return text
 
 
 def _aspect_ratio(value: Any) -> str:
@@ -88,7 +126,7 @@ def _positive_float(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError("expected a number of seconds") from None
-    if not number > 0:
+    if not 0 < number < 1e9:  # NaN and infinity included
         raise ValueError("expected a number above 0")
     return number
 
@@ -115,6 +153,13 @@ def _count(value: Any) -> int:
     return number
 
 
+def _positive_count(value: Any) -> int:
+    number = _count(value)
+    if number < 1:
+        raise ValueError("expected a whole number, 1 or more")
+    return number
+
+
 # Every key a profile may hold, with its parser.
 KEYS: dict[str, Callable[[Any], Any]] = {
     "base_url": _base_url,
@@ -127,9 +172,10 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "job_model": _text,
     "status_route": _status_route,
     "auth_scheme": _choice("bearer", "cookie"),
-    "cookie_name": _text,
+    "cookie_name": _cookie_name,
     "timeout": _positive_float,
     "retries": _count,
+    "max_images": _positive_count,
     "poll_interval": _seconds,
 }
 
@@ -147,6 +193,7 @@ DEFAULTS: dict[str, Any] = {
     "cookie_name": "better-auth.session_token",
     "timeout": 120.0,
     "retries": 3,
+    "max_images": 100,
     "poll_interval": 2.0,
 }
 
@@ -188,9 +235,10 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        why = exc if isinstance(exc, tomllib.TOMLDecodeError) else "nested too deeply"
         raise UsageError(
-            f"config file {path} is not valid TOML: {exc}", hint="fix it or remove it"
+            f"config file {path} is not valid TOML: {why}", hint="fix it or remove it"
         ) from None
     extra = set(raw) - {"profiles"}
     if extra:
@@ -219,16 +267,21 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return json.dumps(str(value), ensure_ascii=False)
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    # JSON escapes are TOML escapes; TOML also wants DEL escaped, which JSON leaves raw.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _toml_key(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
 
 
 def save_value(path: Path, profile: str, key: str, value: Any | None) -> None:
     """Set (or with None, remove) one key of a profile, rewriting the file atomically."""
-    from gpti2.images import write_atomic
+    from gpti2.files import write_atomic
 
     profiles = load_config(path)
     table = profiles.setdefault(profile, {})

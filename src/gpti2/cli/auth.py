@@ -50,10 +50,9 @@ def login(
             "no terminal to ask for the token",
             hint="pipe it in: echo $TOKEN | gpti2 auth login --with-token",
         )
-    if not token:
-        raise UsageError("the token is empty")
-    if any(ch.isspace() for ch in token):
-        raise UsageError("the token contains white space", hint="paste the token alone")
+    problem = credentials.token_problem(token)
+    if problem:
+        raise UsageError(f"the token {problem}", hint="paste the token alone")
     with _keyring_hint(with_token):
         saved = credentials.store(settings, token, insecure_storage=insecure_storage)
     if ui.state.json:
@@ -124,6 +123,8 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
     ui.out(f"token: {token.masked}")
     if token.source == "file":
         ui.warn(f"the token is stored in plain text in {token.location}")
+    if token.warning:
+        ui.warn(token.warning)
 
 
 @app.command("token")

@@ -42,7 +42,7 @@ def batch(
 ) -> None:
     """Generate the images a manifest describes, skipping unchanged ones."""
     from gpti2 import batch as core
-    from gpti2 import images
+    from gpti2 import files
     from gpti2.errors import OutOfDateError, UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -68,7 +68,7 @@ def batch(
             hint="move it away, or pass --force to regenerate and overwrite",
         )
     for folder in sorted({item.entry.folder for item in todo}):
-        images.check_writable_dir(folder)
+        files.check_folder(folder)
     interval = settings.poll_interval
     needs_token = any(item.entry.route == "job" for item in todo)
     if lock.keep_only({e.name for e in spec.entries}) or (not todo and lock.records):

@@ -113,10 +113,15 @@ class Ui:
     def out_json(self, payload: Any) -> None:
         import json
 
+        from gpti2.display import json_safe
+
         indent = 2 if self.env.isatty("stdout") else None
-        self.out(json.dumps(payload, ensure_ascii=False, indent=indent))
+        self.out(json_safe(json.dumps(payload, ensure_ascii=False, indent=indent)))
 
     def _stderr(self, text: str, style: str | None = None) -> None:
+        from gpti2.display import shown
+
+        text = shown(text, None)  # may hold server text: redacted, no control characters
         # Plain writes when nobody is looking at a terminal: no rich import for scripts.
         if self.env.isatty("stderr"):
             self.console.print(text, style=style, markup=False)
@@ -153,8 +158,10 @@ class Ui:
         """A status line that can be updated: a spinner at a TTY, plain lines on change
         elsewhere (none with -q or --json)."""
         if self.progress_enabled:
-            with self.console.status(text, spinner="dots") as status:
-                yield status.update
+            from gpti2.display import shown
+
+            with self.console.status(shown(text, None), spinner="dots") as status:
+                yield lambda message: status.update(shown(message, None))
             return
         last: list[str] = []
 
@@ -207,4 +214,4 @@ class Ui:
         self, settings: Settings, *, auth: bool = False
     ) -> contextlib.AbstractContextManager[ApiClient]:
         """The HTTP client for these settings (see `context.open_client`)."""
-        return open_client(self.state, settings, auth=auth, log=self.debug)
+        return open_client(self.state, settings, auth=auth, log=self.debug, warn=self.warn)

@@ -126,6 +126,7 @@ def open_client(
     *,
     auth: bool = False,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[ApiClient]:
     """The HTTP client for these settings (starting the emulator for `local`)."""
     from gpti2.session import open_client as open_session
@@ -135,5 +136,6 @@ def open_client(
         auth=auth,
         allow_insecure_http=state.allow_insecure_http,
         log=log if state.verbose else None,
+        warn=warn,
     ) as client:
         yield client

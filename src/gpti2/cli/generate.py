@@ -55,7 +55,7 @@ def generate(
     quiet: QuietOption = False,
 ) -> None:
     """Generate one image on the quick route and write it to disk."""
-    from gpti2 import images, quick
+    from gpti2 import files, images, quick
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -84,9 +84,9 @@ def generate(
         raise UsageError("--json and -o - both write to stdout", hint="choose one of them")
     folder, target = _output_target(output, settings.output_dir)
     if target is not None:
-        images.check_writable_target(target, force)
+        files.check_target(target, force)
     elif folder is not None:
-        images.check_writable_dir(folder)
+        files.check_folder(folder)
 
     started = time.monotonic()
     with ui.client(settings) as client, ui.spinner(f"generating with {request.provider}…"):
@@ -104,9 +104,9 @@ def generate(
         if target.exists() and not force and images.describe_file(target) == result.info:
             verb = "already had"  # the same bytes, under their content-addressed name
         else:
-            images.write_atomic(target, result.data, force)
+            files.write_atomic(target, result.data, force)
     else:
-        images.write_atomic(target, result.data, force)
+        files.write_atomic(target, result.data, force)
     elapsed_ms = round((time.monotonic() - started) * 1000)
 
     if ui.state.json:

@@ -95,11 +95,19 @@ def _current(
     return jobs.status(client, task_id, settings.status_route)
 
 
-def _fetch(ui: Ui, client: ApiClient, job: Job, folder: Path, force: bool) -> list[SavedFile]:
+def _fetch(
+    ui: Ui, client: ApiClient, settings: Settings, job: Job, folder: Path, force: bool
+) -> list[SavedFile]:
     from gpti2 import jobs
 
+    limit = settings.max_images
     with ui.downloads() as bars:
-        saved = jobs.fetch(client, job, folder, force=force, progress=bars)
+        saved = jobs.fetch(client, job, folder, force=force, progress=bars, limit=limit)
+    if len(job.images) > limit:
+        ui.warn(
+            f"job {job.task_id} lists {len(job.images)} images; took the first {limit}"
+            " (the max_images setting)"
+        )
     for item in saved:
         if item.kept:
             ui.info(f"kept existing {item.path} (use --force to download again)")
@@ -139,7 +147,7 @@ def start(
     quiet: QuietOption = False,
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
-    from gpti2 import images, jobs
+    from gpti2 import files, jobs
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -159,7 +167,7 @@ def start(
         raise UsageError("--mode image_to_image needs at least one --image")
     folder = _output_dir(output, settings)
     if wait:
-        images.check_writable_dir(folder)
+        files.check_folder(folder)
     request = jobs.StartRequest(
         text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
     )
@@ -181,7 +189,7 @@ def start(
             return
         job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
         result["status"] = job.status.value
-        saved = _fetch(ui, client, job, folder, force)
+        saved = _fetch(ui, client, settings, job, folder, force)
     if ui.state.json:
         ui.out_json({**result, "files": [s.as_json() for s in saved]})
     else:
@@ -239,15 +247,15 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download every image of a finished job as <ID>-<n>.<ext>."""
-    from gpti2 import images
+    from gpti2 import files
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     folder = _output_dir(output, settings)
-    images.check_writable_dir(folder)
+    files.check_folder(folder)
     with ui.client(settings, auth=True) as client:
         job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
-        saved = _fetch(ui, client, job, folder, force)
+        saved = _fetch(ui, client, settings, job, folder, force)
     if ui.state.json:
         ui.out_json(
             {

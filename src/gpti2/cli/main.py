@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from typer.core import TyperGroup
 from gpti2 import __version__
 from gpti2.cli.common import get_state
 from gpti2.cli.context import Environment, State
+from gpti2.display import shown, shown_block
 from gpti2.errors import ExitCode, Gpti2Error
 from gpti2.settings import DEFAULTS as _DEFAULTS
 
@@ -88,10 +90,13 @@ def report(exc: BaseException, state: State) -> int:
         code = int(ExitCode.INTERNAL)
         message = f"internal error: {type(exc).__name__}: {exc}"
         hint = None if state.verbose else "run again with --verbose for the traceback"
+    # Messages can hold server or transport text: redacted and stripped of control
+    # characters before they are shown (Gpti2Error does this when made; others here).
+    message, hint = shown(message, None), (None if hint is None else shown(hint, None))
     if state.verbose and not isinstance(exc, KeyboardInterrupt):
         import traceback
 
-        traceback.print_exception(exc, file=env.stderr_)
+        env.stderr_.write(shown_block("".join(traceback.format_exception(exc))))
     stderr = env.stderr_
     hint = with_root_options(hint, state) if hint else hint
     stderr.write(f"{_color(env, '1;31', 'error:')} {message}\n")
@@ -192,6 +197,16 @@ COMMANDS = {
 }
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a cancelled CI job): unwound like Ctrl-C, so nothing partial is left."""
 
@@ -276,8 +291,10 @@ class Gpti2Group(TyperGroup):
         except _EXITS as exc:
             code = exc.exit_code
         except BrokenPipeError:
-            sys.stderr.close()
-            code = 1
+            # The reader of our output went away (`gpti2 generate -o - | head -c 10`):
+            # stop quietly with the status of a Unix tool ended by SIGPIPE.
+            _silence_stdout()
+            code = 128 + signal.SIGPIPE
         except BaseException as exc:  # the one place that turns errors into exit codes
             if isinstance(exc, SystemExit):
                 raise

@@ -1,0 +1,331 @@
+"""Hostile servers and bad input (issue 7): nothing written outside the chosen folder, no
+secret in any message, no corrupt image on disk, no internal error.
+
+Each test serves one hostile answer from a raw-socket server on 127.0.0.1, runs the CLI
+end to end, and checks the exit code, the files on disk inside and outside the output
+folder, and every line of output.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import socket
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import TOKEN
+from gpti2.emulator.art import placeholder_png
+from hostile_server import HostileServer, envelope, response
+
+PNG = placeholder_png("hostile", 32, 32)
+STATUS = "/api/aiimage/status"
+START = "/api/aiimage/start"
+QUICK = "/api/generate-images"
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\x9d", "\x00", "\r")
+
+
+@pytest.fixture(autouse=True)
+def signed_in(monkeypatch):
+    monkeypatch.setenv("GPTI2_TOKEN", TOKEN)
+    monkeypatch.setenv("GPTI2_POLL_INTERVAL", "0.01")
+
+
+@pytest.fixture
+def hostile():
+    server = HostileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """A folder holding the output folder `out` (and nothing else at first)."""
+    root = tmp_path / "sandbox"
+    (root / "out").mkdir(parents=True)
+    return root
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under `root` (links not followed), relative."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            found.add(str((Path(folder) / name).relative_to(root)))
+    return found
+
+
+def assert_clean(run, *, errors: int = 1) -> None:
+    """No token (not even its start), no control character, no traceback; `errors` lines
+    `error: ...`, and every stderr line one of ours."""
+    text = run.stdout + run.stderr
+    assert TOKEN[:10] not in text
+    for char in RAW_CONTROLS:
+        assert char not in text, repr(text)
+    assert "Traceback" not in text and "internal error" not in text
+    lines = run.stderr.splitlines()
+    assert sum(line.startswith("error: ") for line in lines) == errors, run.stderr
+    for line in lines:
+        assert line.split(":", 1)[0] in ("error", "hint", "warning", "note"), line
+
+
+def job(task_id: str = "t1", images: list | None = None, **extra) -> bytes:
+    data = {"taskId": task_id, "status": "success", "images": images or ["/f/1.png"], **extra}
+    return response(200, envelope(data))
+
+
+def fetch(cli, server, folder: Path, task_id: str = "t1", *args: str):
+    return cli("job", "fetch", task_id, "-o", str(folder), "--base-url", server.url, *args)
+
+
+# -- 1. path traversal from the server ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "evil", ["../../escaped", "/tmp/gpti2-abs", "..", "a/b", "a\nb", "a\x00b", "x" * 10_000]
+)
+def test_a_server_job_id_never_names_a_file_outside_the_folder(cli, hostile, sandbox, evil):
+    hostile.route(START, response(200, envelope({"taskId": evil, "status": "queued"})))
+    hostile.route(STATUS, job(evil))
+    hostile.route("/f/1.png", response(200, PNG))
+    before = tree(sandbox.parent)
+    run = cli("job", "start", "x", "--wait", "-o", str(sandbox / "out"), "--base-url", hostile.url)
+    assert run.exit_code == 6
+    assert "job id" in run.stderr
+    assert run.stdout == ""  # the unsafe id is not printed either
+    assert tree(sandbox.parent) == before
+    assert not Path("/tmp/gpti2-abs-1.png").exists()
+    assert_clean(run)
+
+
+def test_fetch_names_files_after_the_id_the_user_typed(cli, hostile, sandbox) -> None:
+    hostile.route(STATUS, job("../../escaped", images=["/f/1.png"]))
+    hostile.route("/f/1.png", response(200, PNG))
+    run = fetch(cli, hostile, sandbox / "out", "t1", "--force")
+    assert run.exit_code == 0, run.stderr
+    assert tree(sandbox) == {"out", "out/t1-1.png"}
+    assert run.stdout == f"{sandbox / 'out' / 't1-1.png'}\n"
+
+
+@pytest.mark.parametrize("typed", ["../x", "a/b", "a\x00b", "x" * 10_000, "a\x1b[2Jb"])
+def test_an_unsafe_typed_id_is_refused_before_any_request(cli, hostile, sandbox, typed):
+    for command in (["job", "fetch", typed, "-o", str(sandbox / "out")], ["job", "status", typed]):
+        run = cli(*command, "--base-url", hostile.url)
+        assert run.exit_code == 2, run.stderr
+        assert "bad job id" in run.stderr
+        assert_clean(run)
+    assert hostile.requests == []
+    assert tree(sandbox) == {"out"}
+
+
+# -- 2. the token in messages --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token", ["tok_abcdef\r\nX-Evil: 1", "tok_abc\tdef123", "tok_ÄÖÜ_nonascii", "tok_a b c"]
+)
+def test_a_token_a_header_cannot_carry_is_refused_before_sending(
+    cli, hostile, monkeypatch, token
+) -> None:
+    monkeypatch.setenv("GPTI2_TOKEN", token)
+    run = cli("job", "status", "t1", "--base-url", hostile.url, "-v")
+    assert run.exit_code == 3, run.stderr
+    assert "cannot be sent in an HTTP header" in run.stderr
+    assert "Illegal header" not in run.stderr
+    for part in token.split():
+        assert len(part) < 6 or part not in run.stdout + run.stderr
+    assert hostile.requests == []
+
+
+def test_auth_login_refuses_a_non_ascii_token(cli) -> None:
+    run = cli("auth", "login", "--with-token", input="tok_ünïcode_1234\n")
+    assert run.exit_code == 2
+    assert "non-ASCII" in run.stderr and "tok_" not in run.stderr
+
+
+@pytest.mark.parametrize("name", ["bad\r\nname", "bad\tname", "nämé", "a;b"])
+def test_a_cookie_name_a_header_cannot_carry_is_refused(cli, hostile, name) -> None:
+    run = cli("config", "set", "cookie_name", name)
+    assert run.exit_code == 2
+    assert_clean(run)
+    config = Path(cli("config", "path").stdout.strip())
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'[profiles.default]\nauth_scheme = "cookie"\ncookie_name = {json.dumps(name)}\n'
+    )
+    run = cli("job", "status", "t1", "--base-url", hostile.url)
+    assert run.exit_code == 2
+    assert "cookie_name" in run.stderr
+    assert hostile.requests == []
+
+
+def test_an_echoed_token_is_redacted_before_the_message_is_cut(cli, hostile) -> None:
+    """The token sits across the 200-character cut of the error text."""
+    message = "x" * 180 + " " + TOKEN + " tail"
+    hostile.route(STATUS, response(400, message, headers={"Content-Type": "text/plain"}))
+    run = cli("job", "status", "t1", "--base-url", hostile.url)
+    assert run.exit_code == 5
+    assert "[redacted]" in run.stderr or "[reda" in run.stderr
+    assert_clean(run)
+
+
+def test_an_echoed_token_is_redacted_before_the_verbose_dump_cuts_strings(cli, hostile) -> None:
+    long_value = "y" * 50 + TOKEN + "z" * 100
+    hostile.route(
+        STATUS, response(200, envelope({"taskId": "t1", "status": "queued", "note": long_value}))
+    )
+    run = cli("job", "status", "t1", "--base-url", hostile.url, "-v")
+    assert run.exit_code == 0, run.stderr
+    assert TOKEN[:10] not in run.stderr and "[redacted]" in run.stderr
+
+
+# -- 7. terminal and stdout injection --------------------------------------------------------
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\x9b31mred\r\n"
+
+
+def test_escape_sequences_from_the_server_never_reach_the_terminal(cli, hostile) -> None:
+    hostile.route(STATUS, response(500, {"error": f"boom {ESCAPES} end"}, reason="Oops"))
+    run = cli("job", "status", "t1", "--base-url", hostile.url, "--retries", "0", "-v")
+    assert run.exit_code == 6
+    assert "boom" in run.stderr and "end" in run.stderr
+    for char in RAW_CONTROLS:
+        assert char not in run.stderr
+
+
+def test_a_failed_jobs_error_and_an_odd_status_are_shown_clean(cli, hostile) -> None:
+    hostile.route(
+        STATUS,
+        response(200, envelope({"taskId": "t1", "status": "failed", "error": ESCAPES})),
+    )
+    run = cli("job", "status", "t1", "--base-url", hostile.url)
+    assert run.exit_code == 7
+    assert run.stdout == "failed\n"
+    assert_clean(run)
+    hostile.route(STATUS, response(200, envelope({"taskId": "t1", "status": ESCAPES})))
+    run = cli("job", "status", "t1", "--base-url", hostile.url, "--json")
+    assert run.exit_code == 0
+    assert json.loads(run.stdout)["rawStatus"] == ESCAPES  # exact for scripts, escaped
+    assert_clean(run, errors=0)
+
+
+# -- 4. --force over special files, 8. a dangling link -----------------------------------------
+
+
+def test_force_never_replaces_a_fifo_or_a_socket(cli, hostile, sandbox) -> None:
+    hostile.route(QUICK, response(200, {"image": base64.b64encode(PNG).decode()}))
+    fifo = sandbox / "out" / "pipe.png"
+    os.mkfifo(fifo)
+    sock_path = sandbox / "out" / "s.png"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    try:
+        for target in (fifo, sock_path):
+            run = cli("generate", "x", "-o", str(target), "--force", "--base-url", hostile.url)
+            assert run.exit_code == 2, run.stderr
+            assert "not a regular file" in run.stderr
+            assert_clean(run)
+    finally:
+        listener.close()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and stat.S_ISSOCK(os.lstat(sock_path).st_mode)
+    assert hostile.requests == []  # found before spending anything
+
+
+def test_a_link_to_a_device_is_refused_even_with_force(cli, hostile, sandbox) -> None:
+    link = sandbox / "out" / "null.png"
+    link.symlink_to("/dev/null")
+    run = cli("generate", "x", "-o", str(link), "--force", "--base-url", hostile.url)
+    assert run.exit_code == 2 and "character device" in run.stderr
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert hostile.requests == []
+
+
+def test_a_dangling_link_as_output_is_refused_before_the_request(cli, hostile, sandbox) -> None:
+    link = sandbox / "out" / "gone.png"
+    link.symlink_to(sandbox / "nowhere" / "x.png")
+    run = cli("generate", "x", "-o", str(link), "--base-url", hostile.url)
+    assert run.exit_code == 2
+    assert "does not exist" in run.stderr
+    assert hostile.requests == []
+    assert tree(sandbox) == {"out", "out/gone.png"}
+    assert_clean(run)
+
+
+def test_a_full_disk_is_exit_2_naming_the_folder_with_nothing_left(
+    cli, hostile, sandbox, monkeypatch
+) -> None:
+    import gpti2.files
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    hostile.route(QUICK, response(200, {"image": base64.b64encode(PNG).decode()}))
+    hostile.route(STATUS, job("t1"))
+    hostile.route("/f/1.png", response(200, PNG))
+    monkeypatch.setattr(gpti2.files.os, "fsync", full)
+    out = sandbox / "out"
+    for run in (
+        cli("generate", "x", "-o", str(out), "--base-url", hostile.url),
+        fetch(cli, hostile, out),
+    ):
+        assert run.exit_code == 2, run.stderr
+        assert f"no space left on the device holding {out}" in run.stderr
+        assert_clean(run)
+        assert tree(sandbox) == {"out"}
+
+
+# -- 9. temporary files and signals ----------------------------------------------------------
+
+
+def test_an_interrupt_right_after_the_temporary_file_exists_leaves_nothing(
+    cli, hostile, sandbox, monkeypatch
+) -> None:
+    """The signal lands between creating the temporary file and using it."""
+    import gpti2.files
+
+    real_fdopen = os.fdopen
+
+    def interrupted(fd: int, *args, **kwargs):
+        real_fdopen(fd, *args, **kwargs).close()
+        raise KeyboardInterrupt
+
+    hostile.route(STATUS, job("t1", images=["/f/1.png", "/f/2.png"]))
+    hostile.route("/f/1.png", response(200, PNG))
+    hostile.route("/f/2.png", response(200, PNG))
+    monkeypatch.setattr(gpti2.files.os, "fdopen", interrupted)
+    run = fetch(cli, hostile, sandbox / "out")
+    assert run.exit_code == 130
+    assert tree(sandbox) == {"out"}
+
+
+# -- 10. loopback means loopback ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.localhost", "localhost.evil.example", "127.0.0.1.nip.io"])
+def test_only_real_loopback_hosts_get_credentials_over_plain_http(cli, host) -> None:
+    run = cli("job", "status", "t1", "--base-url", f"http://{host}:9")
+    assert run.exit_code == 2
+    assert "plain http" in run.stderr
+    assert_clean(run)
+
+
+def test_loopback_rule() -> None:
+    from gpti2.client import is_loopback
+
+    assert all(map(is_loopback, ["localhost", "127.0.0.1", "127.8.9.10", "[::1]", "LOCALHOST"]))
+    assert not any(map(is_loopback, ["evil.localhost", "localhost.", "128.0.0.1", "::2"]))
+
+
+def test_the_config_file_stays_valid_toml_after_a_refused_control_character(cli) -> None:
+    assert cli("config", "set", "model", "dall-e-3").exit_code == 0
+    for value in ("bad\x7fmodel", "bad\x1b[2Jmodel", "two\nlines"):
+        run = cli("config", "set", "model", value)
+        assert run.exit_code == 2
+        assert_clean(run)
+    path = Path(cli("config", "path").stdout.strip())
+    assert tomllib.loads(path.read_text())["profiles"]["default"]["model"] == "dall-e-3"
