@@ -47,9 +47,9 @@ _gpti2() {
     esac
     case "$path" in
         " completion") if [[ "$prev" == completion ]]; then COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return; fi ;;
-        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
     esac
     local words
     case "$path" in
