@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import email.utils
+import contextlib
 import ipaddress
 import json
-import random
+import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from gpti2 import __version__
 from gpti2.display import REDACTED, add_secret, redact, shown
@@ -30,11 +27,19 @@ from gpti2.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Mapping
+    from datetime import datetime
+
+    import httpx
+
 MAX_BODY = 64 * 1024 * 1024
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 START_RETRY_STATUSES = frozenset({429, 503})
 BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP, RETRY_AFTER_CAP = 0.5, 2.0, 20.0, 60.0
 MAX_REDIRECTS = 5
+CONNECT_TIMEOUT = 15.0
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 
 Log = Callable[[str], None]
@@ -87,7 +92,7 @@ class Reply:
 
     status: int
     reason: str
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # lower-case names
     body: bytearray
     url: str
 
@@ -178,6 +183,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return min(float(value), RETRY_AFTER_CAP)
+    import email.utils
+    from datetime import UTC, datetime
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -190,6 +198,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: base 0.5 s, factor 2, cap 20 s."""
+    import random
+
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR**attempt)
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
@@ -285,23 +295,175 @@ def _redact_json(value: Any) -> Any:
     return value
 
 
-class _LazyTransport(httpx.BaseTransport):
-    """A transport built on its first request."""
+class TransportFailure(Exception):
+    """A request that failed below HTTP, on either transport: not sent, timed out, or cut."""
 
-    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
-        self._factory = factory
-        self._inner: httpx.BaseTransport | None = None
-        self._lock = threading.Lock()
+    def __init__(self, cause: BaseException, *, not_sent: bool, timed_out: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.not_sent = not_sent
+        self.timed_out = timed_out
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            if self._inner is None:
-                self._inner = self._factory()
-        return self._inner.handle_request(request)
+
+class _PooledTransport:
+    """httpx with keep-alive connections, safe across threads: for commands that send many
+    requests (jobs, batch, downloads)."""
+
+    def __init__(
+        self, timeout: float, headers: dict[str, str], transport: httpx.BaseTransport | None
+    ) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        mounts = None
+        if transport is None:
+            # Plain http (the emulator, loopback rehearsals) never needs TLS; building the
+            # verifying TLS context costs ~30 ms, so https gets its transport on first use.
+            transport = _lazy_transport(lambda: httpx.HTTPTransport(limits=limits))
+            mounts = {"http://": httpx.HTTPTransport(verify=False, limits=limits)}
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            follow_redirects=False,
+            transport=transport,
+            mounts=mounts,
+            headers=headers,
+            trust_env=False,
+        )
+
+    @contextlib.contextmanager
+    def stream(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> Iterator[Any]:
+        import httpx
+
+        try:
+            with self._http.stream(method, url, content=content, headers=headers) as resp:
+                yield resp
+        except httpx.TransportError as exc:
+            raise TransportFailure(
+                exc,
+                not_sent=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+                timed_out=isinstance(exc, httpx.TimeoutException),
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise ServerError(
+                f"malformed response from {host_of(url)}: the body does not match its"
+                f" Content-Encoding ({shown(exc, 100)})"
+            ) from None
 
     def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
+        self._http.close()
+
+
+def _lazy_transport(factory: Callable[[], httpx.BaseTransport]) -> httpx.BaseTransport:
+    """A transport built on its first request."""
+    import httpx
+
+    class LazyTransport(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self._inner: httpx.BaseTransport | None = None
+            self._lock = threading.Lock()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            with self._lock:
+                if self._inner is None:
+                    self._inner = factory()
+            return self._inner.handle_request(request)
+
+        def close(self) -> None:
+            if self._inner is not None:
+                self._inner.close()
+
+    return LazyTransport()
+
+
+class _SingleTransport:
+    """The standard library's http.client, a fresh connection per request and none kept:
+    for a command that sends one request (`generate`), it starts sooner than httpx.
+    TLS trusts what httpx trusts (SSL_CERT_FILE, SSL_CERT_DIR, else certifi's bundle)."""
+
+    def __init__(self, timeout: float, headers: dict[str, str]) -> None:
+        self._timeout = timeout
+        self._headers = {**headers, "Accept": "*/*", "Connection": "close"}
+
+    @contextlib.contextmanager
+    def stream(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> Iterator[_SingleResponse]:
+        import http.client
+
+        parts = urlsplit(url)
+        host, timeout = parts.hostname or "", min(self._timeout, CONNECT_TIMEOUT)
+        conn = (
+            http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=_tls())
+            if parts.scheme == "https"
+            else http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        )
+        try:
+            try:
+                conn.connect()
+            except OSError as exc:
+                raise TransportFailure(
+                    exc, not_sent=True, timed_out=isinstance(exc, TimeoutError)
+                ) from exc
+            conn.sock.settimeout(self._timeout)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            try:
+                conn.request(method, target, body=content, headers={**self._headers, **headers})
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise _cut(exc) from exc
+            yield _SingleResponse(resp, url)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        pass
+
+
+def _cut(exc: BaseException) -> TransportFailure:
+    return TransportFailure(exc, not_sent=False, timed_out=isinstance(exc, TimeoutError))
+
+
+def _tls() -> Any:
+    """The verifying TLS context, with the certificates httpx would use."""
+    import ssl
+
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class _SingleResponse:
+    """An http.client response with the httpx attributes the client reads."""
+
+    def __init__(self, resp: Any, url: str) -> None:
+        self._resp = resp
+        self.url = url
+        self.status_code: int = resp.status
+        self.reason_phrase: str = resp.reason
+        headers: dict[str, str] = {}
+        for name, value in resp.getheaders():
+            key = name.lower()  # as httpx shows them
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        self.headers = headers
+
+    def iter_bytes(self, size: int = 1 << 16) -> Iterator[bytes]:
+        """Each piece as it arrives (one read at most), so a deadline is seen."""
+        import http.client
+
+        while True:
+            try:
+                chunk = self._resp.read1(size)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _cut(exc) from exc
+            if not chunk:
+                return
+            yield chunk
 
 
 class ApiClient:
@@ -317,9 +479,13 @@ class ApiClient:
         allow_insecure_http: bool = False,
         log: Log | None = None,
         transport: httpx.BaseTransport | None = None,
+        pooled: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         max_body: int = MAX_BODY,
     ) -> None:
+        """`pooled=False` sends with the standard library, one connection per request: it
+        starts faster, for a command that sends one request. A `transport` (tests) means
+        httpx."""
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.credentials = credentials
@@ -327,20 +493,11 @@ class ApiClient:
         self._log = log
         self._sleep = sleep
         self.max_body = max_body
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        mounts = None
-        if transport is None:
-            # Plain http (the emulator, loopback rehearsals) never needs TLS; building the
-            # verifying TLS context costs ~30 ms, so https gets its transport on first use.
-            transport = _LazyTransport(lambda: httpx.HTTPTransport(limits=limits))
-            mounts = {"http://": httpx.HTTPTransport(verify=False, limits=limits)}
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            follow_redirects=False,
-            transport=transport,
-            mounts=mounts,
-            headers={"User-Agent": f"gpti2/{__version__}"},
-            trust_env=False,
+        headers = {"User-Agent": f"gpti2/{__version__}"}
+        self._transport: _PooledTransport | _SingleTransport = (
+            _PooledTransport(timeout, headers, transport)
+            if pooled or transport is not None
+            else _SingleTransport(timeout, headers)
         )
         self.timeout = timeout
 
@@ -351,7 +508,7 @@ class ApiClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def url_for(self, path_or_url: str) -> str:
         """An absolute URL: a full URL as is, a path joined to the base URL."""
@@ -390,18 +547,12 @@ class ApiClient:
         while True:
             try:
                 reply = self._send_once(method, url, json_body, headers, auth, sink, progress)
-            except httpx.TransportError as exc:
-                not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt < self.retries and (not_sent or not start):
-                    self._wait(attempt, None, f"{type(exc).__name__}")
+            except TransportFailure as failure:
+                if attempt < self.retries and (failure.not_sent or not start):
+                    self._wait(attempt, None, type(failure.cause).__name__)
                     attempt += 1
                     continue
-                raise self._transport_error(exc, url, start, not_sent) from None
-            except httpx.DecodingError as exc:
-                raise ServerError(
-                    f"malformed response from {host_of(url)}: the body does not match its"
-                    f" Content-Encoding ({shown(exc, 100)})"
-                ) from None
+                raise self._transport_error(failure, url, start) from None
             retry_on = START_RETRY_STATUSES if start else RETRY_STATUSES
             if reply.status in retry_on and attempt < self.retries:
                 self._wait(attempt, reply.headers.get("retry-after"), str(reply.status))
@@ -431,11 +582,10 @@ class ApiClient:
         self._emit(f"* retry {attempt + 1}/{self.retries} after {why}, waiting {delay:.2f} s")
         self._sleep(delay)
 
-    def _transport_error(
-        self, exc: httpx.TransportError, url: str, start: bool, not_sent: bool
-    ) -> Gpti2Error:
+    def _transport_error(self, exc: TransportFailure, url: str, start: bool) -> Gpti2Error:
         host = host_of(url)
-        if isinstance(exc, httpx.TimeoutException) and not not_sent:
+        not_sent = exc.not_sent
+        if exc.timed_out and not not_sent:
             error = ServerError(
                 f"no answer from {host} within {self.timeout:g} s",
                 hint="try again, or raise --timeout",
@@ -474,7 +624,7 @@ class ApiClient:
             content = None if json_body is None else json.dumps(json_body).encode()
             self._log_request(method, url, request_headers, json_body)
             started = time.monotonic()
-            with self._http.stream(method, url, content=content, headers=request_headers) as resp:
+            with self._transport.stream(method, url, content, request_headers) as resp:
                 location = resp.headers.get("location")
                 if 300 <= resp.status_code < 400:
                     if resp.status_code not in (301, 302, 303, 307, 308) or not location:
@@ -515,6 +665,7 @@ class ApiClient:
         progress: Progress | None,
         deadline: float,
     ) -> bytearray:
+        """The body, bounded; `resp` is an httpx response or a _SingleResponse."""
         length = resp.headers.get("content-length")
         total = int(length) if length and length.isdigit() and len(length) < 19 else None
         if total is not None and total > self.max_body:
@@ -525,7 +676,7 @@ class ApiClient:
             progress(0, total)
         for chunk in resp.iter_bytes():  # each chunk as it comes, so the deadline is seen
             if time.monotonic() > deadline:
-                raise httpx.ReadTimeout("the whole request took too long", request=resp.request)
+                raise _cut(TimeoutError("the whole request took too long"))
             received += len(chunk)
             if received > self.max_body:
                 raise ServerError(self._too_large(resp))

@@ -24,6 +24,7 @@ def open_client(
     allow_insecure_http: bool = False,
     log: Log | None = None,
     warn: Log | None = None,
+    pooled: bool = True,
 ) -> Iterator[ApiClient]:
     """An ApiClient for `settings`; with `auth`, carrying the user's credentials.
 
@@ -35,6 +36,7 @@ def open_client(
         "retries": settings.retries,
         "allow_insecure_http": allow_insecure_http,
         "log": log,
+        "pooled": pooled,
     }
     if settings.base_url == LOCAL:
         from gpti2.emulator import EmulatorConfig, running_emulator

@@ -211,7 +211,9 @@ class Ui:
         return resolve_settings(self.state, flag_names, new_profile, **flags)
 
     def client(
-        self, settings: Settings, *, auth: bool = False
+        self, settings: Settings, *, auth: bool = False, pooled: bool = True
     ) -> contextlib.AbstractContextManager[ApiClient]:
         """The HTTP client for these settings (see `context.open_client`)."""
-        return open_client(self.state, settings, auth=auth, log=self.debug, warn=self.warn)
+        return open_client(
+            self.state, settings, auth=auth, log=self.debug, warn=self.warn, pooled=pooled
+        )

@@ -127,8 +127,10 @@ def open_client(
     auth: bool = False,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    pooled: bool = True,
 ) -> Iterator[ApiClient]:
-    """The HTTP client for these settings (starting the emulator for `local`)."""
+    """The HTTP client for these settings (starting the emulator for `local`); `pooled`
+    as in `ApiClient`."""
     from gpti2.session import open_client as open_session
 
     with open_session(
@@ -137,5 +139,6 @@ def open_client(
         allow_insecure_http=state.allow_insecure_http,
         log=log if state.verbose else None,
         warn=warn,
+        pooled=pooled,
     ) as client:
         yield client

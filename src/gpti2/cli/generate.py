@@ -89,7 +89,11 @@ def generate(
         files.check_folder(folder)
 
     started = time.monotonic()
-    with ui.client(settings) as client, ui.spinner(f"generating with {request.provider}…"):
+    # One request: the standard library's connection starts sooner than a pooled client.
+    with (
+        ui.client(settings, pooled=False) as client,
+        ui.spinner(f"generating with {request.provider}…"),
+    ):
         result = quick.generate(client, request)
 
     if to_stdout:
