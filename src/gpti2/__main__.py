@@ -1,4 +1,5 @@
-"""Entry point. Answers ``--version`` before importing anything heavy."""
+"""Entry point. Answers ``--version`` before importing anything heavy, and runs a simple
+``generate`` command line without typer (scripts call it in loops)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(f"gpti2 {__version__}\n")
         return
+    if "generate" in args:
+        from gpti2.cli.generate import fast_main
+
+        code = fast_main(args)
+        if code is not None:
+            sys.exit(code)
     from gpti2.cli import app
 
     app(args=args, prog_name="gpti2")

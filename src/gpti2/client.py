@@ -462,6 +462,13 @@ class _SingleResponse:
             except (OSError, http.client.HTTPException) as exc:
                 raise _cut(exc) from exc
             if not chunk:
+                if self._resp.length:  # http.client does not complain about a short body
+                    raise _cut(
+                        ConnectionError(
+                            f"the server closed the connection {self._resp.length} bytes"
+                            " before the end of the body"
+                        )
+                    )
                 return
             yield chunk
 

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shlex
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,11 +229,15 @@ def parse_value(key: str, value: Any, label: str | None = None) -> Any:
 def load_config(path: Path) -> dict[str, dict[str, Any]]:
     """Read and validate the config file; {} when it does not exist."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from None
+    import tomllib  # only when there is a file: a few ms of every start-up otherwise
+
+    try:
+        raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         why = exc if isinstance(exc, tomllib.TOMLDecodeError) else "nested too deeply"
         raise UsageError(

@@ -1,7 +1,8 @@
 """What every command shares: output for people and scripts (`Ui`), option types, and
 reading the prompt. The wiring (state, settings, client) lives in `cli/context.py`.
 
-Kept free of heavy imports: `gpti2 --help` loads this module.
+Kept free of heavy imports, typer included: `gpti2 --help` loads this module, and
+`gpti2 generate` runs without typer when its command line is simple.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from gpti2.cli.context import Environment, State, open_client, resolve_settings
 
 if TYPE_CHECKING:
+    import typer
     from rich.console import Console
 
     from gpti2.client import ApiClient
@@ -23,14 +23,33 @@ if TYPE_CHECKING:
 
 __all__ = ["Environment", "State", "Ui", "command_app", "enter", "get_state", "read_prompt"]
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="Nothing on stderr but errors.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite existing files.")]
+
+_OPTIONS = {
+    "JsonOption": (("--json",), "Machine-readable output on stdout."),
+    "QuietOption": (("-q", "--quiet"), "Nothing on stderr but errors."),
+    "ForceOption": (("--force",), "Overwrite existing files."),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The shared option types (JsonOption, QuietOption, ForceOption), made on first use so
+    that importing this module does not import typer."""
+    if name not in _OPTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from typing import Annotated
+
+    import typer
+
+    names, help = _OPTIONS[name]
+    option = globals()[name] = Annotated[bool, typer.Option(*names, help=help)]
+    return option
 
 
 def command_app(help: str | None = None) -> typer.Typer:
     """A Typer for one command or command group, with the house settings (plain help,
     -h, no completion installer, no pretty tracebacks)."""
+    import typer
+
     return typer.Typer(
         help=help,
         rich_markup_mode=None,

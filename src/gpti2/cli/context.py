@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,22 @@ class State:
         if self.profile is not None:
             pairs.append(("--profile", self.profile))
         return pairs
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job): unwound like Ctrl-C, so nothing partial is left."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def terminate_like_interrupt() -> None:
+    """Make SIGTERM unwind like Ctrl-C (from the main thread only, where signals go)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def resolve_settings(

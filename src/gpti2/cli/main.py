@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from gpti2 import __version__
 from gpti2.cli.common import get_state
-from gpti2.cli.context import Environment, State
+from gpti2.cli.context import Environment, State, Terminated, terminate_like_interrupt
 from gpti2.display import shown, shown_block
 from gpti2.errors import ExitCode, Gpti2Error
 from gpti2.settings import DEFAULTS as _DEFAULTS
@@ -207,19 +207,15 @@ def _silence_stdout() -> None:
         pass
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cancelled CI job): unwound like Ctrl-C, so nothing partial is left."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
-def _terminate_like_interrupt() -> None:
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+def exit_code_for(exc: BaseException, state: State) -> int:
+    """The exit code for an exception that ended a command, once reported (also used by
+    the typer-free `gpti2 generate`, cli/generate.py)."""
+    if isinstance(exc, BrokenPipeError):
+        # The reader of our output went away (`gpti2 generate -o - | head -c 10`):
+        # stop quietly with the status of a Unix tool ended by SIGPIPE.
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+    return report(exc, state)
 
 
 class Gpti2Group(TyperGroup):
@@ -277,7 +273,7 @@ class Gpti2Group(TyperGroup):
         for key in ("standalone_mode", "complete_var", "windows_expand_args"):
             extra.pop(key, None)
         state = State(env=environment or Environment())
-        _terminate_like_interrupt()
+        terminate_like_interrupt()
         state.verbose = any(a in ("-v", "--verbose") for a in args)
         state.json = "--json" in args
         code = 0
@@ -290,15 +286,10 @@ class Gpti2Group(TyperGroup):
             sys.stdout.write(exc.format_message() + "\n")
         except _EXITS as exc:
             code = exc.exit_code
-        except BrokenPipeError:
-            # The reader of our output went away (`gpti2 generate -o - | head -c 10`):
-            # stop quietly with the status of a Unix tool ended by SIGPIPE.
-            _silence_stdout()
-            code = 128 + signal.SIGPIPE
         except BaseException as exc:  # the one place that turns errors into exit codes
             if isinstance(exc, SystemExit):
                 raise
-            code = report(exc, state)
+            code = exit_code_for(exc, state)
         sys.exit(code)
 
 
