@@ -21,7 +21,7 @@ import pytest
 
 from conftest import TOKEN
 from gpti2.emulator.art import placeholder_png
-from hostile_server import HostileServer, envelope, response
+from hostile_server import HostileServer, envelope, gzipped, response
 
 PNG = placeholder_png("hostile", 32, 32)
 STATUS = "/api/aiimage/status"
@@ -329,3 +329,350 @@ def test_the_config_file_stays_valid_toml_after_a_refused_control_character(cli)
         assert_clean(run)
     path = Path(cli("config", "path").stdout.strip())
     assert tomllib.loads(path.read_text())["profiles"]["default"]["model"] == "dall-e-3"
+
+
+# -- 3. corrupt images are never kept ----------------------------------------------------------
+
+
+def _quick(image: str) -> bytes:
+    return response(200, {"provider": "openai", "image": image})
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        base64.b64encode(PNG[: len(PNG) // 2]).decode(),  # a truncated PNG
+        base64.b64encode(PNG[:-12]).decode(),  # no IEND
+        base64.b64encode(PNG[:40] + b"\x00" * 8 + PNG[48:]).decode(),  # a bad CRC
+        "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"junk" * 9).decode(),
+        base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 40).decode(),  # JPEG, no SOF/EOI
+        base64.b64encode(b"GIF89a" + b"\x01" * 20).decode(),  # no trailer
+        base64.b64encode(b"RIFF\xff\x00\x00\x00WEBPVP8 " + b"\x00" * 20).decode(),
+    ],
+)
+def test_a_corrupt_quick_image_is_never_written(cli, hostile, sandbox, image) -> None:
+    hostile.route(QUICK, _quick(image))
+    run = cli("generate", "x", "-o", str(sandbox / "out"), "--base-url", hostile.url)
+    assert run.exit_code == 6, run.stderr
+    assert "malformed response" in run.stderr
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)
+
+
+def test_url_safe_base64_is_read_as_such(cli, hostile, sandbox) -> None:
+    image = placeholder_png("urlsafe", 300, 200)
+    encoded = base64.urlsafe_b64encode(image).decode()
+    assert "-" in encoded or "_" in encoded
+    hostile.route(QUICK, _quick(encoded))
+    target = sandbox / "out" / "u.png"
+    run = cli("generate", "x", "-o", str(target), "--base-url", hostile.url)
+    assert run.exit_code == 0, run.stderr
+    assert target.read_bytes() == image
+
+
+CUT = PNG[: len(PNG) // 2]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        response(
+            206,
+            CUT,
+            reason="Partial Content",
+            headers={"Content-Range": f"bytes 0-{len(CUT) - 1}/{len(PNG)}"},
+        ),
+        response(200, CUT, length=None),  # cut, no Content-Length: the end of the stream
+        response(200, CUT, length=len(CUT) - 10),  # a Content-Length shorter than the body
+        response(200, gzipped(PNG)[:-20], headers={"Content-Encoding": "gzip"}),
+        response(200, PNG, headers={"Content-Encoding": "gzip"}),  # not gzip at all
+        response(304, b"", reason="Not Modified"),
+        response(300, b"", reason="Multiple Choices"),
+        response(302, b"", reason="Found"),  # no Location
+        response(302, b"", reason="Found", headers={"Location": "http://127.0.0.1:99999/x"}),
+        response(302, b"", reason="Found", headers={"Location": "http://127.0.0.1:+80/x"}),
+        response(302, b"", reason="Found", headers={"Location": "http://[::1/x"}),
+    ],
+)
+def test_a_bad_download_is_exit_6_with_nothing_on_disk(cli, hostile, sandbox, answer) -> None:
+    hostile.route(STATUS, job("t1"))
+    hostile.route("/f/1.png", answer)
+    run = fetch(cli, hostile, sandbox / "out", "t1", "--retries", "0")
+    assert run.exit_code == 6, run.stderr
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/a.png",
+        "http://127.0.0.1:+80/a.png",
+        "http://[::1/a.png",
+        "ftp://127.0.0.1/a.png",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fe80::1]/a.png",
+    ],
+)
+def test_a_bad_or_link_local_image_url_is_exit_6(cli, hostile, sandbox, url) -> None:
+    hostile.route(STATUS, job("t1", images=[url]))
+    run = fetch(cli, hostile, sandbox / "out", "t1", "--retries", "0")
+    assert run.exit_code == 6, run.stderr
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)
+
+
+def test_gzip_on_a_plain_json_body_is_exit_6(cli, hostile) -> None:
+    hostile.route(
+        STATUS, response(200, envelope({"taskId": "t1"}), headers={"Content-Encoding": "gzip"})
+    )
+    run = cli("job", "status", "t1", "--base-url", hostile.url, "--retries", "0")
+    assert run.exit_code == 6
+    assert "Content-Encoding" in run.stderr
+    assert_clean(run)
+
+
+# -- 6. the timeout bounds the whole request -----------------------------------------------------
+
+
+def test_a_dripping_body_fails_at_the_timeout(cli, hostile, sandbox) -> None:
+    import time
+
+    hostile.route(STATUS, job("t1"))
+    head = response(200, b"", length=len(PNG))
+    hostile.route("/f/1.png", [(head, 0.0)] + [(PNG[i : i + 1], 0.2) for i in range(40)])
+    began = time.monotonic()
+    run = fetch(cli, hostile, sandbox / "out", "t1", "--timeout", "1", "--retries", "0")
+    took = time.monotonic() - began
+    assert run.exit_code == 6, run.stderr
+    assert took < 2.5
+    assert "within 1 s" in run.stderr
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)
+
+
+# -- exit 1 on outside input: each its documented code --------------------------------------------
+
+
+def test_infinite_credits_are_read_as_unknown(cli, hostile) -> None:
+    hostile.route(
+        START,
+        response(
+            200,
+            '{"code":0,"data":{"taskId":"t1","status":"queued",'
+            '"creditsRemaining":Infinity,"progress":NaN}}',
+        ),
+    )
+    run = cli("job", "start", "x", "--json", "--base-url", hostile.url)
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(run.stdout)["creditsRemaining"] is None
+    assert "Infinity" not in run.stdout
+
+
+def test_deeply_nested_json_is_a_malformed_response(cli, hostile) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    hostile.route(STATUS, response(200, deep, headers={"Content-Type": "application/json"}))
+    hostile.route(QUICK, response(200, deep, headers={"Content-Type": "application/json"}))
+    for run in (
+        cli("job", "status", "t1", "--base-url", hostile.url, "--retries", "0"),
+        cli("generate", "x", "--base-url", hostile.url, "--retries", "0"),
+    ):
+        assert run.exit_code == 6, run.stderr
+        assert "malformed response" in run.stderr
+        assert_clean(run)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999", "http://127.0.0.1:+80", "http://[::1", "http://h:-1"]
+)
+def test_a_bad_base_url_is_exit_2(cli, url) -> None:
+    run = cli("job", "status", "t1", "--base-url", url)
+    assert run.exit_code == 2, run.stderr
+    assert "--base-url" in run.stderr
+    assert_clean(run)
+
+
+def _manifest(folder: Path) -> Path:
+    path = folder / "assets.toml"
+    path.write_text('[defaults]\noutput_dir = "gen"\n\n[[images]]\nname = "hero"\nprompt = "x"\n')
+    return path
+
+
+@pytest.mark.parametrize("content", ["[]", '"x"', "5", "null", "[" * 100_000 + "]" * 100_000])
+def test_a_lock_file_of_the_wrong_shape_is_exit_2(cli, emulator, sandbox, content) -> None:
+    manifest = _manifest(sandbox)
+    (sandbox / "assets.lock.json").write_text(content)
+    run = cli("batch", str(manifest), "--base-url", emulator.url)
+    assert run.exit_code == 2, run.stderr
+    assert "lock file" in run.stderr
+    assert_clean(run)
+
+
+def test_an_output_linked_outside_the_manifest_folder_is_never_followed(
+    cli, emulator, sandbox
+) -> None:
+    manifest = _manifest(sandbox)
+    outside = sandbox.parent / "outside.png"
+    outside.write_bytes(b"precious")
+    (sandbox / "gen").mkdir()
+    (sandbox / "gen" / "hero.png").symlink_to(outside)
+    run = cli("batch", str(manifest), "--base-url", emulator.url)
+    assert run.exit_code == 2, run.stderr
+    assert "already exists" in run.stderr
+    assert outside.read_bytes() == b"precious"
+    assert_clean(run)
+    run = cli("batch", str(manifest), "--force", "--base-url", emulator.url)
+    assert run.exit_code == 0, run.stderr
+    assert outside.read_bytes() == b"precious"  # the link was replaced, not followed
+    assert not (sandbox / "gen" / "hero.png").is_symlink()
+
+
+def _big_png() -> bytes:
+    """A valid PNG of about 1 MiB (random IDAT bytes with a correct checksum), larger than
+    a pipe's buffer."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 512, 512, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", os.urandom(1 << 20))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_closed_stdout_pipe_is_a_quiet_exit(hostile) -> None:
+    import subprocess
+
+    from conftest import gpti2_command
+
+    hostile.route(QUICK, _quick(base64.b64encode(_big_png()).decode()))
+    command = " ".join(gpti2_command())
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{command} generate x -o - --base-url {hostile.url}"
+            ' | head -c 10 > /dev/null; echo "status=${PIPESTATUS[0]}" >&2',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stderr.strip() == "status=141", proc.stderr
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+
+def test_images_taken_from_one_job_are_capped(cli, hostile, sandbox) -> None:
+    data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    hostile.route(STATUS, job("t1", images=[data_url] * 7))
+    assert cli("config", "set", "max_images", "3").exit_code == 0
+    run = fetch(cli, hostile, sandbox / "out")
+    assert run.exit_code == 0, run.stderr
+    assert tree(sandbox) == {"out", "out/t1-1.png", "out/t1-2.png", "out/t1-3.png"}
+    assert "lists 7 images; took the first 3" in run.stderr
+    assert_clean(run, errors=0)
+
+
+def test_a_token_file_readable_by_others_is_warned_about_once(cli, hostile, monkeypatch) -> None:
+    monkeypatch.delenv("GPTI2_TOKEN")
+    login = cli(
+        "auth",
+        "login",
+        "--with-token",
+        "--insecure-storage",
+        "--base-url",
+        hostile.url,
+        input=TOKEN + "\n",
+    )
+    assert login.exit_code == 0, login.stderr
+    from gpti2.credentials import token_file
+
+    assert stat.S_IMODE(token_file().stat().st_mode) == 0o600
+    token_file().chmod(0o644)
+    hostile.route(STATUS, job("t1"))
+    run = cli("job", "status", "t1", "--base-url", hostile.url)
+    assert run.exit_code == 0, run.stderr
+    assert run.stderr.count("can be read by other users") == 1
+    assert_clean(run, errors=0)
+
+
+# -- the emulator ------------------------------------------------------------------------------
+
+
+def test_the_emulator_refuses_a_huge_aspect_ratio_before_charging(cli, emulator) -> None:
+    huge = "1:" + "9" * 5000
+    for command in (["generate", "x"], ["job", "start", "x"]):
+        run = cli(*command, "-a", huge, "--base-url", emulator.url)
+        assert run.exit_code == 5, run.stderr
+        assert_clean(run)
+    assert emulator.store.credits(TOKEN) == 100
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "+5", str(10**12)])
+def test_the_emulator_answers_a_bad_content_length_at_once(emulator, length) -> None:
+    host, port = emulator.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as conn:
+        conn.sendall(
+            b"POST /api/generate-images HTTP/1.1\r\nHost: x\r\n"
+            + f"Content-Length: {length}\r\n\r\n".encode()
+        )
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_a_client_that_leaves_is_one_log_line_and_no_traceback(make_emulator, capfd) -> None:
+    lines: list[str] = []
+    emu = make_emulator(log=lines.append, image_size=2048)
+    host, port = emu.url.removeprefix("http://").split(":")
+    body = b'{"prompt": "x", "provider": "openai", "modelId": "m"}'
+    for _ in range(3):
+        conn = socket.create_connection((host, int(port)), timeout=2)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.sendall(
+            b"POST /api/generate-images HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        conn.close()  # before the answer: a reset
+    import time
+
+    time.sleep(0.5)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert all("\n" not in line for line in lines)
+    assert len([line for line in lines if "disconnected" in line]) <= 3
+
+
+@pytest.mark.parametrize("signum", [2, 15])
+def test_a_signal_mid_download_leaves_no_part_file(hostile, sandbox, signum) -> None:
+    import subprocess
+    import time
+
+    from conftest import gpti2_command
+
+    hostile.route(STATUS, job("t1"))
+    head = response(200, b"", length=len(PNG))
+    hostile.route("/f/1.png", [(head, 0.0)] + [(PNG[i : i + 64], 0.1) for i in range(0, 640, 64)])
+    out = sandbox / "out"
+    proc = subprocess.Popen(
+        [*gpti2_command(), "job", "fetch", "t1", "-o", str(out), "--base-url", hostile.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not list(out.glob(".*.part")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(out.glob(".*.part")), "the download never started"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signum, err
+    assert tree(sandbox) == {"out"}
+    assert "Traceback" not in err

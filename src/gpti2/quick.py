@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from gpti2.client import ApiClient, host_of, unwrap
+from gpti2.client import ApiClient, host_of, loads, unwrap
 from gpti2.errors import RejectedError, ServerError, UsageError
 from gpti2.images import ImageInfo, decode_base64_image, describe
 
@@ -69,13 +68,13 @@ def split_image_field(body: bytearray) -> tuple[Any, Any]:
             end = _unescape_slashes(body, start, end)
         if end != -1 and body.find(b"\\", start, end) == -1:
             try:
-                rest = json.loads(body[:start] + body[end:])
+                rest = loads(body[:start] + body[end:])
             except ValueError:
                 rest = None
             if isinstance(rest, dict) and rest.get("image") == "":
                 return rest, memoryview(body)[start:end]
     try:
-        payload = unwrap(json.loads(body))
+        payload = unwrap(loads(body))
     except ValueError:
         return None, None
     image = payload.get("image") if isinstance(payload, dict) else None

@@ -70,7 +70,12 @@ def run(
 
     if to_stdout:
         stdout = ui.env.stdout_.buffer
-        stdout.write(result.data)
+        rest = memoryview(result.data)
+        while rest:  # a pipe may take part of it; a closed one raises BrokenPipeError
+            written = stdout.write(rest)
+            if not written:
+                raise BrokenPipeError
+            rest = rest[written:]
         stdout.flush()
         return
     verb = "wrote"

@@ -25,8 +25,16 @@ from gpti2.emulator.store import InsufficientCredits, Store
 
 PROVIDERS = frozenset({"openai", "replicate", "fireworks", "vertex"})
 MODES = frozenset({"text_to_image", "image_to_image"})
-_RATIO = re.compile(r"[1-9]\d*:[1-9]\d*")
-_FILE_ROUTE = re.compile(r"^/api/aiimage/files/([^/]+)/(\d+)\.png$")
+# Each side at most 5 digits: a ratio of thousands of digits is a 400, not a crash.
+_RATIO = re.compile(r"[1-9]\d{0,4}:[1-9]\d{0,4}")
+_FILE_ROUTE = re.compile(r"^/api/aiimage/files/([^/]+)/(\d{1,6})\.png$")
+MAX_REQUEST_BODY = 32 * 1024 * 1024  # reference images arrive as data: URLs
+
+
+class _BadLength(Exception):
+    """The request's Content-Length is not a number we will read."""
+
+
 _TASK_ROUTE = re.compile(r"^/api/tasks/([^/]+)$")
 
 
@@ -58,6 +66,22 @@ class _Server(ThreadingHTTPServer):
     # the concurrency test) overflowed it and saw connections reset.
     request_queue_size = 128
     emulator: Emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line under -v, never a traceback: a client that leaves is its right."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        log = self.emulator.config.log
+        if isinstance(exc, ConnectionError | TimeoutError):
+            if log is not None:
+                log(f"{client_address[0]} disconnected ({type(exc).__name__})")
+            return
+        line = f"{client_address[0]} error: {type(exc).__name__}: {exc}"
+        if log is not None:
+            log(line)
+        else:
+            sys.stderr.write(f"gpti2 emulator: {line}\n")
 
 
 class Emulator:
@@ -198,10 +222,17 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------------
 
     def do_GET(self) -> None:
-        self._dispatch("GET")
+        self._handle("GET")
 
     def do_POST(self) -> None:
-        self._dispatch("POST")
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        try:
+            self._dispatch(method)
+        except _BadLength:
+            self.close_connection = True  # the rest of the stream cannot be trusted
+            self._json(400, {"error": "Invalid Content-Length"})
 
     def _send(
         self,
@@ -236,13 +267,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"code": code, "message": message, "data": data})
 
     def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_REQUEST_BODY:
+            raise _BadLength
+        length = int(raw)
         return self.rfile.read(length) if length else b""
 
     def _read_json(self) -> Any:
         try:
             return json.loads(self._read_body() or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):
             return ValueError
 
     def _token(self) -> str | None:
