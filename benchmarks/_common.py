@@ -22,6 +22,17 @@ def gpti2() -> list[str]:
     return [found] if found else [sys.executable, "-m", "gpti2"]
 
 
+def compile_bytecode() -> None:
+    """Compile gpti2's modules, as pip does when it installs a package, so that timed runs
+    measure the program and not Python compiling it (an editable checkout with
+    PYTHONDONTWRITEBYTECODE set would compile every module on every run)."""
+    import compileall
+
+    import gpti2
+
+    compileall.compile_dir(Path(gpti2.__file__).parent, quiet=1)
+
+
 def run(cmd: Command, **kwargs) -> float:
     """Wall time of one run of `cmd` (a shell pipeline when a string); it must succeed."""
     started = time.perf_counter()

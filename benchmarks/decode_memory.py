@@ -29,12 +29,17 @@ MIB = 1024 * 1024
 
 
 def png(size: int) -> bytes:
-    header = struct.pack(">IIBBBBB", 2048, 2048, 8, 2, 0, 0, 0)
-    ihdr = (
-        struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
-    )
-    body = b"\x89PNG\r\n\x1a\n" + ihdr
-    return body + os.urandom(max(size - len(body), 0))
+    """A PNG of about `size` bytes whose chunks and checksums are whole (gpti2 checks
+    them); its image data is random, so nothing compresses it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    head = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2048, 2048, 8, 2, 0, 0, 0))
+    tail = chunk(b"IEND", b"")
+    return head + chunk(b"IDAT", os.urandom(max(size - len(head) - len(tail) - 12, 0))) + tail
 
 
 def quick_body(image: bytes, escape_slashes: bool) -> bytes:

@@ -15,13 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import Serve, gpti2, interleaved, report
+from _common import Serve, compile_bytecode, gpti2, interleaved, report
 
 RUNS, LOOP_RUNS, LOOP_IMAGES, PARALLEL = 21, 5, 32, 8
 BUDGET = 4.0
 
 
 def main() -> int:
+    compile_bytecode()
     if not (shutil.which("curl") and shutil.which("jq")):
         print("curl and jq are needed for the comparison")
         return 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from _common import gpti2, interleaved, report
+from _common import compile_bytecode, gpti2, interleaved, report
 
 RUNS = 31
 
 
 def main() -> int:
+    compile_bytecode()
     times = interleaved(
         {
             "python3 -c pass": [sys.executable, "-c", "pass"],
