@@ -36,6 +36,23 @@ def signed_in(monkeypatch):
     monkeypatch.setenv("GPTI2_POLL_INTERVAL", "0.01")
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Any connection these tests make goes to loopback: a regression that lets a hostile
+    URL through fails here instead of reaching out (169.254.169.254 and the like)."""
+    import ipaddress
+
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        host = address[0]
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise AssertionError(f"a test tried to connect to {host}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+
+
 @pytest.fixture
 def hostile():
     server = HostileServer()
@@ -676,3 +693,37 @@ def test_a_signal_mid_download_leaves_no_part_file(hostile, sandbox, signum) -> 
     assert proc.returncode == 128 + signum, err
     assert tree(sandbox) == {"out"}
     assert "Traceback" not in err
+
+
+def test_server_text_in_the_batch_summary_is_not_markup(cli, hostile, sandbox) -> None:
+    manifest = sandbox / "m.toml"
+    manifest.write_text('[[images]]\nname = "hero"\nprompt = "x"\n')
+    hostile.route(QUICK, response(400, {"error": f"bad [/x] [bold]thing {ESCAPES}"}))
+    run = cli("batch", str(manifest), "--base-url", hostile.url)
+    assert run.exit_code == 5, run.stderr
+    assert "bad [/x] [bold]thing" in run.stderr
+    for char in RAW_CONTROLS:
+        assert char not in run.stderr
+    assert "internal error" not in run.stderr
+
+
+def test_a_really_full_disk_leaves_nothing(cli, hostile, tmp_path) -> None:
+    """A 64 KiB tmpfs (needs root and mount rights; skipped elsewhere) and a 1 MiB image."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        hostile.route(QUICK, _quick(base64.b64encode(_big_png()).decode()))
+        run = cli("generate", "x", "-o", str(small), "--base-url", hostile.url)
+        assert run.exit_code == 2, run.stderr
+        assert f"no space left on the device holding {small}" in run.stderr
+        assert os.listdir(small) == []
+        assert_clean(run)
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -185,6 +185,7 @@ def _report(ui: Ui, results: list[Result]) -> None:
     if ui.state.quiet:
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=None, show_edge=False, pad_edge=False)
     for column in ("image", "status", "size", "time", "detail"):
@@ -196,7 +197,7 @@ def _report(ui: Ui, results: list[Result]) -> None:
             f"[{styles[r.status]}]{r.status}[/]",
             f"{r.bytes:,} B" if r.bytes is not None else "",
             f"{r.seconds:.1f} s" if r.status != "up to date" else "",
-            r.error or r.path or "",
+            Text(r.error or r.path or ""),  # server text: never read as rich markup
         )
     ui.console.print(table)
     ui.info(
