@@ -384,6 +384,7 @@ class Runner:
                     entry.aspect_ratio,
                 )
                 started[entry.name] = (jobs.start(self.client, request).task_id, began)
+                self.events.begin(entry, f"started job {started[entry.name][0]}")
             except Exception as exc:
                 results[entry.name] = self._failed(entry, exc, began)
 

@@ -76,7 +76,10 @@ def batch(
 
     results: list[Result] = []
     if todo:
-        with ui.client(settings, auth=needs_token) as client, _display(ui, len(todo)) as events:
+        with (
+            ui.client(settings, auth=needs_token) as client,
+            _display(ui, [i.entry.name for i in todo]) as events,
+        ):
             runner = core.Runner(
                 spec,
                 lock,
@@ -128,9 +131,11 @@ def _report_plan(ui: Ui, items: list[Item], dry_run: bool) -> None:
 
 
 @contextlib.contextmanager
-def _display(ui: Ui, total: int) -> Iterator[Events]:
+def _display(ui: Ui, names: list[str]) -> Iterator[Events]:
     """One overall bar plus a line per image in flight at a TTY; plain lines elsewhere."""
     from gpti2.batch import Events
+
+    total = len(names)
 
     if not ui.progress_enabled:
         finished = [0]
@@ -145,9 +150,13 @@ def _display(ui: Ui, total: int) -> Iterator[Events]:
 
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from gpti2.cli.progress import stable_column
+
+    # Fixed widths: rows that come and go (and stages of any length) never move the columns.
+    width = max(len(f"batch {total}/{total}"), 2 + max(map(len, names)) + 2 + 32)
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", table_column=stable_column(width)),
         BarColumn(),
         TimeElapsedColumn(),
         console=ui.console,

@@ -166,59 +166,41 @@ class Ui:
 
     @contextlib.contextmanager
     def spinner(self, text: str) -> Iterator[None]:
-        if not self.progress_enabled:
-            yield
-            return
-        with self.console.status(text, spinner="dots"):
+        """A spinner with the time waited so far, at a terminal only."""
+        with self.live(text, plain=False):
             yield
 
     @contextlib.contextmanager
-    def live(self, text: str) -> Iterator[Callable[[str], None]]:
-        """A status line that can be updated: a spinner at a TTY, plain lines on change
-        elsewhere (none with -q or --json)."""
+    def live(self, text: str, plain: bool = True) -> Iterator[Callable[[str], None]]:
+        """A status line that can be updated, with a clock that ticks on its own (also
+        during a request) at a TTY; elsewhere, with `plain`, a line per change of state
+        (none with -q or --json)."""
         if self.progress_enabled:
-            from gpti2.display import shown
+            from gpti2.cli.progress import status
 
-            with self.console.status(shown(text, None), spinner="dots") as status:
-                yield lambda message: status.update(shown(message, None))
+            with status(self.console, text) as update:
+                yield update
             return
         last: list[str] = []
 
-        def plain(message: str) -> None:
-            key = re.sub(r" \d+%| \(\d+ s\)", "", message)  # print changes of state only
-            if last != [key]:
+        def print_changes(message: str) -> None:
+            key = re.sub(r" \d+%", "", message)  # print changes of state only
+            if plain and last != [key]:
                 last[:] = [key]
                 if not (self.state.quiet or self.state.json):
                     self.info(message)
 
-        yield plain
+        yield print_changes
 
     @contextlib.contextmanager
     def downloads(self) -> Iterator[Callable[[int], Callable[[int, int | None], None] | None]]:
-        """Per-download progress bars (bytes, speed); yields a factory by image number."""
+        """Per-download progress bars (size, speed); yields a factory by image number."""
         if not self.progress_enabled:
             yield lambda n: None
             return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
+        from gpti2.cli.progress import download_bars
 
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-        )
-        with Progress(*columns, console=self.console, transient=False) as bars:
-
-            def factory(n: int) -> Callable[[int, int | None], None]:
-                task = bars.add_task(f"image {n}", total=None)
-                return lambda done, total: bars.update(task, completed=done, total=total)
-
+        with download_bars(self.console) as factory:
             yield factory
 
     # Compatibility: the wiring lives in cli/context.py; these forward to it so commands

@@ -48,14 +48,11 @@ def _output_dir(output: Path | None, settings: Settings) -> Path:
 
 
 def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, timeout) -> Job:
-    """Poll with a live status line on stderr until the job is terminal."""
-    import time
-
+    """Poll with a live status line on stderr (its clock ticks on its own) until the job is
+    terminal."""
     from gpti2 import jobs
 
-    started = time.monotonic()
     with ui.live(f"job {task_id}: waiting") as show:
-        line = [f"job {task_id}: waiting"]
 
         def update(job: Job, elapsed: float) -> None:
             word = (
@@ -64,14 +61,7 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
                 else (f"unknown status {job.raw_status!r}")
             )
             pct = f" {job.progress:.0f}%" if job.progress is not None else ""
-            line[0] = f"job {task_id}: {word}{pct}"
-            show(f"{line[0]} ({elapsed:.0f} s)")
-
-        def sleep(seconds: float) -> None:  # keep the elapsed time ticking between polls
-            until = time.monotonic() + seconds
-            while (left := until - time.monotonic()) > 0:
-                time.sleep(min(left, 0.5))
-                show(f"{line[0]} ({time.monotonic() - started:.0f} s)")
+            show(f"job {task_id}: {word}{pct}")
 
         return jobs.wait(
             client,
@@ -80,7 +70,6 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
             interval=settings.poll_interval if poll is None else poll,
             timeout=timeout,
             on_update=update,
-            sleep=sleep,
         )
 
 
@@ -92,7 +81,8 @@ def _current(
 
     if wait:
         return _wait(ui, client, settings, task_id, poll, timeout)
-    return jobs.status(client, task_id, settings.status_route)
+    with ui.spinner(f"job {task_id}: asking for its status"):
+        return jobs.status(client, task_id, settings.status_route)
 
 
 def _fetch(
