@@ -70,7 +70,7 @@ def report(
     """Print each command's median and its ratio to `base`'s; False when a ratio is over
     its budget."""
     budgets = budgets or {}
-    reference = statistics.median(times[base])
+    reference, fastest = statistics.median(times[base]), min(times[base])
     width = max(len(name) for name in times)
     ok = True
     for name, samples in times.items():
@@ -83,9 +83,13 @@ def report(
             verdict = f"  budget {budgets[name]:g}x: " + ("ok" if within else "OVER")
         print(
             f"{name:{width}}  {median * 1000:8.1f} ms  {ratio:6.2f}x"
-            f"  (min {min(samples) * 1000:.1f}, max {max(samples) * 1000:.1f}){verdict}"
+            f"  (min {min(samples) * 1000:.1f} = {min(samples) / fastest:.2f}x,"
+            f" max {max(samples) * 1000:.1f}){verdict}"
         )
-    print(f"medians of {len(times[base])} interleaved runs; ratios to {base!r}")
+    print(
+        f"medians of {len(times[base])} interleaved runs; ratios to {base!r}"
+        f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
     return ok
 
 
