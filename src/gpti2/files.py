@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import signal
 import stat
 import threading
@@ -166,7 +165,8 @@ class Scratch:
         self.discard()
         mode = 0o600 if self.private else 0o666  # the umask applies to 0o666
         while True:
-            path = self.folder / f".{self.name}.{secrets.token_hex(6)}{PART_SUFFIX}"
+            # os.urandom is what secrets.token_hex uses; importing secrets costs start-up.
+            path = self.folder / f".{self.name}.{os.urandom(6).hex()}{PART_SUFFIX}"
             self._paths.append(path)  # named first: the clean-up knows it before it exists
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
