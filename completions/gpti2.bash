@@ -5,7 +5,7 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " job" " job fetch" " job start" " job status" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " history" " history path" " history show" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
@@ -25,6 +25,7 @@ _gpti2() {
         --job-fail-rate) return ;;
         --job-seconds) return ;;
         --latency) return ;;
+        --limit) return ;;
         --mode) COMPREPLY=($(compgen -W "text_to_image image_to_image" -- "$cur")); return ;;
         --model) return ;;
         --only) return ;;
@@ -35,25 +36,29 @@ _gpti2() {
         --provider) COMPREPLY=($(compgen -W "openai replicate fireworks vertex" -- "$cur")); return ;;
         --rate-limit) return ;;
         --retries) return ;;
+        --search) return ;;
         --seed) return ;;
+        --since) return ;;
         --timeout) return ;;
         --token) return ;;
         --wait-timeout) return ;;
         -a) return ;;
         -j) return ;;
         -m) return ;;
+        -n) return ;;
         -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -p) COMPREPLY=($(compgen -W "openai replicate fireworks vertex" -- "$cur")); return ;;
+        -q) return ;;
     esac
     case "$path" in
         " completion") if [[ "$prev" == completion ]]; then COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return; fi ;;
-        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
     esac
     local words
     case "$path" in
-        "") words="auth batch completion config generate job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
+        "") words="auth batch completion config generate history job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
@@ -68,6 +73,9 @@ _gpti2() {
         " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " history") words="path show -q --search --model --since --failed -n --limit --jsonl --json --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " history path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " history show") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;

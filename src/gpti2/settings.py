@@ -152,6 +152,17 @@ def _count(value: Any) -> int:
     return number
 
 
+def _switch(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _positive_count(value: Any) -> int:
     number = _count(value)
     if number < 1:
@@ -176,6 +187,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "retries": _count,
     "max_images": _positive_count,
     "poll_interval": _seconds,
+    "history": _switch,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -194,6 +206,7 @@ DEFAULTS: dict[str, Any] = {
     "retries": 3,
     "max_images": 100,
     "poll_interval": 2.0,
+    "history": True,
 }
 
 ENV_VARS = {

@@ -61,12 +61,16 @@ def run(
         files.check_folder(folder)
 
     started = time.monotonic()
-    # One request: the standard library's connection starts sooner than a pooled client.
-    with (
-        ui.client(settings, pooled=False) as client,
-        ui.spinner(f"generating with {request.provider}…"),
-    ):
-        result = quick.generate(client, request)
+    record = _history(ui, settings, request)
+    try:  # One request: the standard library's connection starts sooner than a pooled one.
+        with (
+            ui.client(settings, pooled=False) as client,
+            ui.spinner(f"generating with {request.provider}…"),
+        ):
+            result = quick.generate(client, request)
+    except BaseException as exc:
+        record.failed(exc)
+        raise
 
     if to_stdout:
         stdout = ui.env.stdout_.buffer
@@ -77,6 +81,7 @@ def run(
                 raise BrokenPipeError
             rest = rest[written:]
         stdout.flush()
+        record.wrote(None, result.info, provider=result.provider)
         return
     verb = "wrote"
     if target is None:
@@ -89,6 +94,7 @@ def run(
     else:
         files.write_atomic(target, result.data, force)
     elapsed_ms = round((time.monotonic() - started) * 1000)
+    record.wrote(target, result.info, provider=result.provider)
 
     if ui.state.json:
         info = result.info
@@ -111,6 +117,23 @@ def run(
         size = f"{result.info.width}x{result.info.height}" if result.info.width else "?"
         info = result.info
         ui.info(f"{verb} {info.format} {size}, {info.bytes} bytes in {elapsed_ms} ms")
+
+
+def _history(ui: Ui, settings: Any, request: Any) -> Any:
+    """The history attempt of this generation (recorded when it ends)."""
+    from gpti2 import history
+
+    return history.attempt(
+        settings,
+        ui.env.environ,
+        ui.warn,
+        command="generate",
+        route="quick",
+        prompt=request.prompt,
+        provider=request.provider,
+        model=request.model_id,
+        requested_aspect_ratio=request.aspect_ratio,
+    )
 
 
 def _output_target(output: str | None, output_dir: str) -> tuple[Path | None, Path | None]:

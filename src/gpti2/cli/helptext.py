@@ -111,6 +111,17 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("zsh: into a folder on $fpath", "gpti2 completion zsh > ~/.zfunc/_gpti2"),
         ("fish", "gpti2 completion fish > ~/.config/fish/completions/gpti2.fish"),
     ],
+    "history": [
+        ("the last 20 images and failures", "gpti2 history"),
+        ("search the prompts", 'gpti2 history -q "red fox" --since 7d'),
+        ("what failed, for a script", "gpti2 history --failed --json"),
+    ],
+    "history show": [
+        ("one row in full, and whether its file is unchanged", "gpti2 history show 42"),
+    ],
+    "history path": [
+        ("where the SQLite database is", "gpti2 history path"),
+    ],
 }
 
 # Placeholders for options whose values are not plain text, by option name.

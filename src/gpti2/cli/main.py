@@ -194,6 +194,10 @@ COMMANDS = {
         "gpti2.cli.completion",
         "Print the shell completion script for bash, zsh or fish.",
     ),
+    "history": (
+        "gpti2.cli.history_cmd",
+        "Every image gpti2 wrote and every failed attempt, newest first; search them.",
+    ),
 }
 
 
