@@ -52,9 +52,9 @@ _gpti2() {
     esac
     case "$path" in
         " completion") if [[ "$prev" == completion ]]; then COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return; fi ;;
-        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
-        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "aspect_ratio auth_scheme base_url cookie_name feature_id history job_model max_images mode model output_dir poll_interval provider retries status_route timeout" -- "$cur")); return; fi ;;
+        " config get") if [[ "$prev" == get ]]; then COMPREPLY=($(compgen -W "api aspect_ratio auth_scheme base_url cookie_name feature_id history job_model job_provider max_images mode model output_dir poll_interval provider retries start_route status_route timeout" -- "$cur")); return; fi ;;
+        " config set") if [[ "$prev" == set ]]; then COMPREPLY=($(compgen -W "api aspect_ratio auth_scheme base_url cookie_name feature_id history job_model job_provider max_images mode model output_dir poll_interval provider retries start_route status_route timeout" -- "$cur")); return; fi ;;
+        " config unset") if [[ "$prev" == unset ]]; then COMPREPLY=($(compgen -W "api aspect_ratio auth_scheme base_url cookie_name feature_id history job_model job_provider max_images mode model output_dir poll_interval provider retries start_route status_route timeout" -- "$cur")); return; fi ;;
     esac
     local words
     case "$path" in

@@ -108,10 +108,10 @@ def test_server_400_exits_5_with_its_message(cli, emulator) -> None:
     assert "Invalid request parameters" in run.stderr
 
 
-def test_500_twice_then_success_is_retried(cli, scripted) -> None:
+def test_503_twice_then_success_is_retried(cli, scripted) -> None:
     png = placeholder_png("r", 8, 8)
-    scripted.add(500, {"error": "Failed to generate image. Please try again later."})
-    scripted.add(500, {"error": "Failed to generate image. Please try again later."})
+    scripted.add(503, {"error": "Service Unavailable"}, headers={"Retry-After": "0"})
+    scripted.add(503, {"error": "Service Unavailable"}, headers={"Retry-After": "0"})
     scripted.add(200, {"provider": "openai", "image": base64.b64encode(png).decode()})
     run = cli("generate", "x", "--json", "--base-url", scripted.url)
     assert run.exit_code == 0, run.stderr

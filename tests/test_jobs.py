@@ -212,7 +212,7 @@ def test_start_failing_with_500_is_not_retried(cli, emulator, signed_in) -> None
     emulator.fail_next(500)
     run = cli("job", "start", "x", "--base-url", emulator.url)
     assert run.exit_code == 6
-    assert "may or may not exist" in run.stderr
+    assert "the job may exist" in run.stderr
     assert emulator.requests["POST /api/aiimage/start"] == 1
 
 
@@ -326,12 +326,14 @@ def test_envelope_errors_under_http_200_map_to_exit_codes(cli, scripted, signed_
 
 
 def test_polling_starts_at_the_interval_and_grows_to_10_seconds() -> None:
+    from gpti2.dialects import ServerApi
     from gpti2.jobs import wait
 
     class Client:
         calls = 0
+        api = ServerApi.default()
 
-        def call(self, method, path, json_body=None, auth=False):
+        def call(self, method, path, policy=None, json_body=None, auth=False):
             Client.calls += 1
             return {"taskId": "t", "status": "weird-state" if Client.calls < 12 else "done"}
 

@@ -1,4 +1,9 @@
-"""The one HTTP client: timeouts, retries, redirects, envelopes, error mapping, redaction."""
+"""The one HTTP client, the transport: timeouts, retries, redirects, the body limit,
+credentials to the base origin only, redaction of what it logs.
+
+What answers mean (envelopes, error text, status to error) is the wire (wire.py); when a
+request is sent again is its named retry policy (retry.py).
+"""
 
 from __future__ import annotations
 
@@ -17,27 +22,31 @@ from urllib.parse import urljoin, urlsplit
 
 from gpti2 import __version__
 from gpti2.display import REDACTED, add_secret, redact, shown
-from gpti2.errors import (
-    AuthError,
-    CredentialsRefused,
-    CreditsError,
-    Gpti2Error,
-    RejectedError,
-    ServerError,
-    UsageError,
+from gpti2.errors import AuthError, Gpti2Error, MayHaveRunError, ServerError, UsageError
+from gpti2.retry import (
+    RETRY_AFTER_CAP,
+    RetryPolicy,
+    backoff_delay,
+    come_back_at,
+    parse_retry_after,
+)
+from gpti2.wire import (
+    Reply,
+    error_for_status,
+    error_text,
+    host_of,
+    loads,
+    unwrap,
 )
 
 if TYPE_CHECKING:
-    import random
-    from collections.abc import Mapping
-    from datetime import datetime
-
     import httpx
 
+    from gpti2.dialects import ServerApi
+
+__all__ = ["ApiClient", "Credentials", "Reply", "RetryPolicy", "error_text", "host_of", "loads"]
+
 MAX_BODY = 64 * 1024 * 1024
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-START_RETRY_STATUSES = frozenset({429, 503})
-BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP, RETRY_AFTER_CAP = 0.5, 2.0, 20.0, 60.0
 MAX_REDIRECTS = 5
 CONNECT_TIMEOUT = 15.0
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
@@ -84,43 +93,6 @@ class Credentials:
 
     def __repr__(self) -> str:  # never show the token, even in a traceback
         return f"Credentials(scheme={self.scheme!r}, token={REDACTED})"
-
-
-@dataclass
-class Reply:
-    """A finished HTTP exchange with its body read (bounded)."""
-
-    status: int
-    reason: str
-    headers: Mapping[str, str]  # lower-case names
-    body: bytearray
-    url: str
-
-    def json(self) -> Any:
-        """The body as JSON; a malformed response otherwise."""
-        try:
-            return loads(self.body)
-        except ValueError:
-            preview = error_text(self.body, self.headers.get("content-type", ""))
-            raise ServerError(
-                f"malformed response from {host_of(self.url)}: expected JSON"
-                + (f", got {preview!r}" if preview else ", got an empty body")
-            ) from None
-
-
-def loads(data: bytes | bytearray | str) -> Any:
-    """json.loads where a document nested too deeply is a ValueError like any bad JSON."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def host_of(url: str) -> str:
-    try:
-        return shown(urlsplit(url).netloc, 100)
-    except ValueError:
-        return shown(url, 100)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -174,113 +146,6 @@ def refuse_link_local(url: str) -> None:
             f"refusing to download from {host_of(url)}: it is a link-local address",
             hint="a result URL should name a public server or CDN",
         )
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or HTTP date), capped at 60."""
-    if not value:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return min(float(value), RETRY_AFTER_CAP)
-    import email.utils
-    from datetime import UTC, datetime
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)
-
-
-def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: base 0.5 s, factor 2, cap 20 s."""
-    import random
-
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR**attempt)
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
-
-
-def error_text(body: bytes | bytearray, content_type: str = "") -> str:
-    """The human part of an error body: JSON error/message/detail, an HTML title, or a
-    prefix; made safe to show (redacted, no control characters, at most 200 characters)."""
-    if not body:
-        return ""
-    try:
-        payload = loads(body)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict):
-        for key in ("error", "message", "detail"):
-            value = payload.get(key)
-            if isinstance(value, dict):
-                value = value.get("message")
-            if isinstance(value, str) and value.strip():
-                return shown(value)
-    text = bytes(body[:4096]).decode("utf-8", "replace")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        return shown(title.group(1))
-    if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        text = re.sub(r"<[^>]+>", " ", text)
-    return shown(text)
-
-
-_CREDIT_WORDS = re.compile(r"credit|balance|insufficient|quota", re.IGNORECASE)
-_AUTH_WORDS = re.compile(
-    r"sign.?in|log.?in|unauthori|authori[sz]|not authenticated|session|token", re.IGNORECASE
-)
-
-
-def unwrap(payload: Any) -> Any:
-    """Unwrap a `{code, message, data}` envelope; raise its error when the code says so."""
-    if not (
-        isinstance(payload, dict)
-        and isinstance(payload.get("code"), int)
-        and not isinstance(payload.get("code"), bool)
-        and ("data" in payload or "message" in payload)
-    ):
-        return payload
-    if payload["code"] in (0, 200):
-        data = payload.get("data")
-        return {} if data is None else data
-    message = str(payload.get("message") or f"error code {payload['code']}")
-    raise envelope_error(payload["code"], message)
-
-
-def envelope_error(code: int, message: str) -> Gpti2Error:
-    """The error for an envelope whose code is not success (HTTP status may be 200)."""
-    if _CREDIT_WORDS.search(message):
-        return CreditsError(message, hint="top up your credits, then try again")
-    if _AUTH_WORDS.search(message) or code in (401, 403):
-        return CredentialsRefused(message, hint="sign in again with `gpti2 auth login`")
-    return RejectedError(f"the server rejected the request: {message} (code {code})")
-
-
-def error_for_status(reply: Reply) -> Gpti2Error:
-    """Map an HTTP error status to the error (and exit code) the user sees."""
-    text = error_text(reply.body, reply.headers.get("content-type", ""))
-    status_line = f"{reply.status} {reply.reason}".strip()
-    if text and reply.reason and text.lower().startswith(reply.reason.lower()):
-        detail = f"{reply.status} {text}"  # not "401 Unauthorized: Unauthorized: sign in"
-    else:
-        detail = f"{status_line}: {text}" if text and text != status_line else status_line
-    host = host_of(reply.url)
-    if reply.status in (401, 403):
-        return CredentialsRefused(
-            f"not signed in or session expired ({detail})",
-            hint="sign in with `gpti2 auth login`, or set GPTI2_TOKEN",
-        )
-    if reply.status == 402 or (400 <= reply.status < 500 and _CREDIT_WORDS.search(text)):
-        return CreditsError(
-            f"insufficient credits ({detail})", hint="top up your credits, then try again"
-        )
-    if 400 <= reply.status < 500 and reply.status not in RETRY_STATUSES:
-        return RejectedError(f"the server rejected the request ({detail})")
-    return ServerError(f"server error from {host}: {detail}")
 
 
 def _redact_json(value: Any) -> Any:
@@ -451,6 +316,7 @@ class _SingleResponse:
             key = name.lower()  # as httpx shows them
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         self.headers = headers
+        self.set_cookies = tuple(v for n, v in resp.getheaders() if n.lower() == "set-cookie")
 
     def iter_bytes(self, size: int = 1 << 16) -> Iterator[bytes]:
         """Each piece as it arrives (one read at most), so a deadline is seen."""
@@ -473,6 +339,25 @@ class _SingleResponse:
             yield chunk
 
 
+def _default_policy(method: str) -> RetryPolicy:
+    return RetryPolicy.IDEMPOTENT if method.upper() in ("GET", "HEAD") else RetryPolicy.PAID_POST
+
+
+def _set_cookies(resp: Any) -> tuple[str, ...]:
+    """Each Set-Cookie header on its own (joined with commas they cannot be told apart)."""
+    if hasattr(resp, "set_cookies"):
+        return resp.set_cookies
+    return tuple(resp.headers.get_list("set-cookie"))
+
+
+def may_have_run(error: Gpti2Error) -> MayHaveRunError:
+    """The error of a paid request the server may have acted on, which is not sent again."""
+    return MayHaveRunError(
+        f"{error.message}; not sent again: the image may have been generated (and charged)",
+        hint="check your account or the site before generating it again",
+    )
+
+
 class ApiClient:
     """HTTP access to one base URL, with the rules of API.md §3 and §4."""
 
@@ -489,10 +374,15 @@ class ApiClient:
         pooled: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         max_body: int = MAX_BODY,
+        api: ServerApi | None = None,
     ) -> None:
         """`pooled=False` sends with the standard library, one connection per request: it
         starts faster, for a command that sends one request. A `transport` (tests) means
-        httpx."""
+        httpx. `api` is the server's dialect with this profile's routes (the project's own
+        by default)."""
+        from gpti2.dialects import ServerApi
+
+        self.api = api or ServerApi.default()
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.credentials = credentials
@@ -525,28 +415,43 @@ class ApiClient:
 
     # -- public calls ---------------------------------------------------------------
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send a request and return its JSON payload, envelope unwrapped."""
-        reply = self.send(method, path, **kwargs)
-        try:
-            return unwrap(reply.json())
-        except Gpti2Error as error:
-            raise error.redact(self._secret()) from None
+    def call(
+        self, method: str, path: str, *, policy: RetryPolicy | None = None, **kwargs: Any
+    ) -> Any:
+        """Send a request and return its JSON payload, envelope unwrapped (worded by the
+        server's dialect). Under the idempotent policy an envelope that reports a server-side
+        failure (exit 6) is retried like a 500."""
+        policy = policy or _default_policy(method)
+        attempt = 0
+        while True:
+            reply = self.send(method, path, policy=policy, **kwargs)
+            try:
+                return unwrap(reply.json(), self.api.envelope_error)
+            except ServerError as error:
+                if policy.paid or attempt >= self.retries:
+                    raise error.redact(self._secret()) from None
+                self._wait(attempt, None, f"server error {error.message!r}")
+                attempt += 1
+            except Gpti2Error as error:
+                raise error.redact(self._secret()) from None
 
     def send(
         self,
         method: str,
         path: str,
         *,
+        policy: RetryPolicy | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
         auth: bool = False,
-        start: bool = False,
         sink: Callable[[], IO[bytes]] | None = None,
         progress: Progress | None = None,
     ) -> Reply:
-        """Send with retries. `start` applies the job-start retry rule; `sink` streams a
-        2xx body into a fresh file object per attempt instead of memory."""
+        """Send, repeating only what `policy` allows (by default: idempotent for GET, a paid
+        POST for anything else, so nothing that makes an image is ever sent twice by
+        mistake); `sink` streams a 2xx body into a fresh file object per attempt instead
+        of memory."""
+        policy = policy or _default_policy(method)
         url = checked_url(self.url_for(path), "the URL")
         if auth and self.credentials is not None and origin(url) == origin(self.base_url):
             self._check_credentials_allowed(url)
@@ -555,20 +460,19 @@ class ApiClient:
             try:
                 reply = self._send_once(method, url, json_body, headers, auth, sink, progress)
             except TransportFailure as failure:
-                if attempt < self.retries and (failure.not_sent or not start):
+                if attempt < self.retries and policy.retries_failure(not_sent=failure.not_sent):
                     self._wait(attempt, None, type(failure.cause).__name__)
                     attempt += 1
                     continue
-                raise self._transport_error(failure, url, start) from None
-            retry_on = START_RETRY_STATUSES if start else RETRY_STATUSES
-            if reply.status in retry_on and attempt < self.retries:
+                raise self._transport_error(failure, url, policy) from None
+            if policy.retries_status(reply.status) and attempt < self.retries:
                 self._wait(attempt, reply.headers.get("retry-after"), str(reply.status))
                 attempt += 1
                 continue
             if reply.status >= 400:
                 error = error_for_status(reply).redact(self._secret())
-                if start and isinstance(error, ServerError) and reply.status not in retry_on:
-                    error.hint = "the job may or may not exist; check with `gpti2 job status`"
+                if isinstance(error, ServerError) and policy.paid:
+                    error = may_have_run(error)  # 429/502/503/504 said: not taken
                 raise error
             return reply
 
@@ -584,27 +488,31 @@ class ApiClient:
 
     def _wait(self, attempt: int, retry_after: str | None, why: str) -> None:
         delay = parse_retry_after(retry_after)
+        if delay is not None and delay > RETRY_AFTER_CAP:
+            raise ServerError(
+                f"the server asks to wait {delay:.0f} s before trying again ({why})",
+                hint=f"come back after {come_back_at(delay)}",
+            )
         if delay is None:
             delay = backoff_delay(attempt)
         self._emit(f"* retry {attempt + 1}/{self.retries} after {why}, waiting {delay:.2f} s")
         self._sleep(delay)
 
-    def _transport_error(self, exc: TransportFailure, url: str, start: bool) -> Gpti2Error:
+    def _transport_error(self, exc: TransportFailure, url: str, policy: RetryPolicy) -> Gpti2Error:
         host = host_of(url)
-        not_sent = exc.not_sent
-        if exc.timed_out and not not_sent:
+        if exc.timed_out and not exc.not_sent:
             error = ServerError(
                 f"no answer from {host} within {self.timeout:g} s",
                 hint="try again, or raise --timeout",
             )
-        elif not_sent:
+        elif exc.not_sent:
             error = ServerError(
                 f"cannot connect to {host}: {exc}", hint="check the base URL and your network"
             )
         else:
             error = ServerError(f"connection to {host} failed: {exc}")
-        if start and not not_sent:
-            error.hint = "the job may or may not exist; check with `gpti2 job status`"
+        if policy.paid and not exc.not_sent:
+            return may_have_run(error)
         return error
 
     def _send_once(
@@ -659,7 +567,12 @@ class ApiClient:
                 target = sink() if (sink is not None and ok) else None
                 body = self._read_body(resp, target, progress if ok else None, deadline)
                 reply = Reply(
-                    resp.status_code, resp.reason_phrase, resp.headers, body, str(resp.url)
+                    resp.status_code,
+                    resp.reason_phrase,
+                    resp.headers,
+                    body,
+                    str(resp.url),
+                    _set_cookies(resp),
                 )
                 self._log_response(reply, time.monotonic() - started, target is not None)
                 return reply

@@ -95,6 +95,11 @@ class ServerError(Gpti2Error):
     exit_code = ExitCode.SERVER
 
 
+class MayHaveRunError(ServerError):
+    """A paid request failed after it was sent (a 500, a timeout, a dropped connection):
+    the server may have generated, and charged, anyway; it is never sent again."""
+
+
 class JobFailedError(Gpti2Error):
     """The job ended failed or canceled."""
 

@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from gpti2 import files, images
-from gpti2.client import ApiClient, Progress, loads
-from gpti2.display import has_controls
+from gpti2 import dialects, files, images
+from gpti2.client import ApiClient, Progress, RetryPolicy, loads
+from gpti2.dialects import Dialect, status_request
+from gpti2.display import has_controls, shown
 from gpti2.errors import (
     JobFailedError,
     JobNotFinishedError,
+    MayHaveRunError,
     ServerError,
     UsageError,
 )
 
-START_ROUTE = "/api/aiimage/start"
 MAX_POLL_INTERVAL = 10.0
 POLL_GROWTH = 1.25
 MAX_IMAGES = 100  # images taken from one job (the `max_images` setting)
@@ -73,10 +73,20 @@ class Job:
     images: list[str] = field(default_factory=list)
     error: str | None = None
     credits_remaining: int | None = None
+    # The provider's own id, when the server keeps one apart from its own (ShipAny's
+    # `taskId`): shown, never polled with or used in a file name.
+    provider_task_id: str | None = None
+
+    def ids(self) -> dict[str, str]:
+        """`taskId` (the id to use), and `providerTaskId` when the server gave two."""
+        ids = {"taskId": self.task_id}
+        if self.provider_task_id and self.provider_task_id != self.task_id:
+            ids["providerTaskId"] = self.provider_task_id
+        return ids
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "taskId": self.task_id,
+            **self.ids(),
             "status": self.status.value,
             "rawStatus": self.raw_status,
             "progress": self.progress,
@@ -106,8 +116,10 @@ def image_refs(items: Any) -> list[str]:
     return refs
 
 
-def parse_job(payload: Any, task_id: str | None = None) -> Job:
-    """Read a job object leniently (API.md §2.2), envelope already unwrapped."""
+def parse_job(payload: Any, task_id: str | None = None, dialect: Dialect | None = None) -> Job:
+    """Read a job object leniently (API.md §2.2), envelope already unwrapped; the
+    dialect says which field is the job's own id."""
+    dialect = dialect or dialects.get(dialects.DEFAULT)
     if not isinstance(payload, dict):
         raise ServerError("malformed response: expected a job object")
     data = dict(payload)
@@ -119,7 +131,7 @@ def parse_job(payload: Any, task_id: str | None = None) -> Job:
         for key, value in info.items():
             data.setdefault(key, value)
     # The id the user typed, when there is one, is the job's name here (and on disk).
-    found_id = task_id or _first(data, "taskId", "id", "jobId", "task_id")
+    found_id = task_id or _first(data, *dialect.id_keys)
     if not found_id:
         raise ServerError("malformed response: the job has no id")
     if task_id is None:
@@ -139,7 +151,14 @@ def parse_job(payload: Any, task_id: str | None = None) -> Job:
         images=image_refs(data.get("images")),
         error=str(error) if error and status in (JobStatus.FAILED, JobStatus.CANCELED) else None,
         credits_remaining=None if (c := _finite(credits)) is None else int(c),
+        provider_task_id=_provider_id(data, dialect),
     )
+
+
+def _provider_id(data: dict[str, Any], dialect: Dialect) -> str | None:
+    key = dialect.provider_id_key
+    value = data.get(key) if key else None
+    return shown(value, MAX_ID) if isinstance(value, str | int) and str(value) else None
 
 
 def _finite(value: Any) -> float | None:
@@ -182,26 +201,14 @@ def checked_id(task_id: str, *, from_server: bool) -> str:
 
 @dataclass(frozen=True)
 class StartRequest:
-    """One job start, as sent on the wire."""
+    """One job start, whatever the dialect (which shapes the body: dialects.py)."""
 
     prompt: str
     feature_id: str
     mode: str
-    model_id: str
+    model_id: str | None  # None: the dialect's default for the mode
     aspect_ratio: str
     image_urls: tuple[str, ...] = ()
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "featureId": self.feature_id,
-            "mode": self.mode,
-            "modelId": self.model_id,
-            "prompt": self.prompt,
-            "aspectRatio": self.aspect_ratio,
-        }
-        if self.image_urls:
-            body["imageUrls"] = list(self.image_urls)
-        return body
 
 
 def reference_image(value: str) -> str:
@@ -224,41 +231,46 @@ def reference_image(value: str) -> str:
 
 
 def start(client: ApiClient, request: StartRequest) -> Job:
-    """Create the job; retried only where it cannot exist yet, with one Idempotency-Key."""
-    payload = client.call(
-        "POST",
-        START_ROUTE,
-        json_body=request.body(),
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-        auth=True,
-        start=True,
-    )
-    return parse_job(payload)
+    """Create the job (route and body in the server's dialect). A paid POST: sent again
+    only where the job cannot exist yet, with the same Idempotency-Key."""
+    method, path, body = client.api.start(request)
+    try:
+        payload = client.call(
+            method,
+            path,
+            policy=RetryPolicy.PAID_POST,
+            json_body=body,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            auth=True,
+        )
+    except MayHaveRunError as exc:
+        exc.hint = (
+            "the job may exist (and be charged) though no id came back;"
+            " check the site before starting it again"
+        )
+        raise
+    return parse_job(payload, dialect=client.api.dialect)
 
 
 # -- polling --------------------------------------------------------------------------
 
 
-def status_request(route: str, task_id: str) -> tuple[str, str, dict[str, str] | None]:
-    """(method, path, JSON body) for a status route template `[METHOD ]PATH`."""
-    method, _, path = route.strip().partition(" ")
-    if not path:
-        method, path = "GET", method
-    method = method.upper()
-    path = path.replace("{taskId}", quote(task_id, safe=""))
-    return method, path, ({"taskId": task_id} if method == "POST" else None)
-
-
-def status(client: ApiClient, task_id: str, route: str) -> Job:
+def status(client: ApiClient, task_id: str, route: str | None = None) -> Job:
+    """The job as the server sees it now (`route`: the profile's status route unless
+    given)."""
     checked_id(task_id, from_server=False)
-    method, path, body = status_request(route, task_id)
-    return parse_job(client.call(method, path, json_body=body, auth=True), task_id)
+    if route is None:
+        method, path, body = client.api.status(task_id)
+    else:
+        method, path, body = status_request(route, task_id)
+    payload = client.call(method, path, policy=RetryPolicy.IDEMPOTENT, json_body=body, auth=True)
+    return parse_job(payload, task_id, client.api.dialect)
 
 
 def wait(
     client: ApiClient,
     task_id: str,
-    route: str,
+    route: str | None = None,
     *,
     interval: float,
     timeout: float,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gpti2.client import ApiClient, host_of, loads, unwrap
+from gpti2.client import ApiClient, RetryPolicy, host_of, loads, unwrap
 from gpti2.errors import RejectedError, ServerError, UsageError
 from gpti2.images import ImageInfo, decode_base64_image, describe
 
@@ -106,7 +106,9 @@ def _unescape_slashes(body: bytearray, start: int, end: int) -> int:
 def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
     """Send the request (never with credentials) and decode the image it returns."""
     try:
-        reply = client.send("POST", ROUTE, json_body=request.body(), auth=False)
+        reply = client.send(
+            "POST", ROUTE, policy=RetryPolicy.PAID_POST, json_body=request.body(), auth=False
+        )
     except RejectedError as exc:
         if exc.hint is None and request.provider not in TEMPLATE_PROVIDERS:
             exc.hint = (

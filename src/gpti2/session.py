@@ -31,7 +31,10 @@ def open_client(
     The base URL `local` starts the built-in emulator on a free loopback port for the
     duration of the block, with a token it provisions itself.
     """
+    from gpti2.dialects import ServerApi
+
     common = {
+        "api": ServerApi.from_settings(settings),
         "timeout": settings.timeout,
         "retries": settings.retries,
         "allow_insecure_http": allow_insecure_http,

@@ -14,7 +14,6 @@ from typing import Any
 from gpti2.errors import UsageError
 
 DEFAULT_BASE_URL = "https://www.gpt-image2.dev"
-DEFAULT_STATUS_ROUTE = "GET /api/aiimage/status?taskId={taskId}"
 
 
 def _text(value: Any) -> str:
@@ -85,11 +84,26 @@ def suggest_aspect_ratio(text: str) -> str | None:
     return f"{w // common}:{h // common}"
 
 
-def _cookie_name(value: Any) -> str:
-    text = _text(value)
-    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", text):
-        raise ValueError("a cookie name is ASCII letters, digits and !#$%&'*+-.^_`|~ only")
-    return text
+def _matching(pattern: str, expected: str) -> Callable[[Any], str]:
+    """A parser of text that must match `pattern` whole; `expected` says what it takes."""
+
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if not re.fullmatch(pattern, text):
+            raise ValueError(expected)
+        return text
+
+    return parse
+
+
+_cookie_name = _matching(
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+",
+    "a cookie name is ASCII letters, digits and !#$%&'*+-.^_`|~ only",
+)
+_status_route = _matching(
+    r"((GET|POST) )?/\S*", "expected `[GET|POST ]/path`, with {taskId} where the id goes"
+)
+_start_route = _matching(r"(POST )?/\S*", "expected `[POST ]/path`")
 
 
 def _aspect_ratio(value: Any) -> str:
@@ -113,10 +127,15 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
-def _status_route(value: Any) -> str:
+def _api(value: Any) -> str:
+    from gpti2.dialects import DIALECTS
+
     text = _text(value)
-    if not re.fullmatch(r"((GET|POST) )?/\S*", text):
-        raise ValueError("expected `[GET|POST ]/path`, with {taskId} where the id goes")
+    if text not in DIALECTS:
+        raise BadValue(
+            "expected one of " + ", ".join(DIALECTS),
+            hint="; ".join(f"{name}: {d.description}" for name, d in DIALECTS.items()),
+        )
     return text
 
 
@@ -179,8 +198,11 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "output_dir": _text,
     "feature_id": _text,
     "mode": _choice("text_to_image", "image_to_image"),
-    "job_model": _text,
+    "api": _api,
+    "start_route": _start_route,
     "status_route": _status_route,
+    "job_provider": _text,
+    "job_model": _text,
     "auth_scheme": _choice("bearer", "cookie"),
     "cookie_name": _cookie_name,
     "timeout": _positive_float,
@@ -198,10 +220,14 @@ DEFAULTS: dict[str, Any] = {
     "output_dir": ".",
     "feature_id": "ai-baby-image",
     "mode": "text_to_image",
-    "job_model": "gpt-image-2-t2i",
-    "status_route": DEFAULT_STATUS_ROUTE,
-    "auth_scheme": "bearer",
-    "cookie_name": "better-auth.session_token",
+    "api": "gpti2",
+    # The keys in dialects.DIALECT_KEYS take their default from the profile's `api`.
+    "start_route": None,
+    "status_route": None,
+    "job_provider": None,
+    "job_model": None,
+    "auth_scheme": None,
+    "cookie_name": None,
     "timeout": 120.0,
     "retries": 3,
     "max_images": 100,
@@ -371,6 +397,12 @@ def resolve(
             sources[key] = f"env {var}"
         elif key in table:
             values[key], sources[key] = table[key], f"config [profiles.{profile}]"
+        elif default is None:  # a dialect key: the default of the profile's `api`
+            from gpti2.dialects import get
+
+            api = values["api"]
+            values[key] = get(api).default(key, values["base_url"])
+            sources[key] = "default" if sources["api"] == "default" else f"default for api {api}"
         else:
             values[key], sources[key] = default, "default"
     return Settings(profile=profile, values=values, sources=sources, path=path)

@@ -93,7 +93,7 @@ def report(exc: BaseException, state: State) -> int:
     # Messages can hold server or transport text: redacted and stripped of control
     # characters before they are shown (Gpti2Error does this when made; others here).
     message, hint = shown(message, None), (None if hint is None else shown(hint, None))
-    if state.verbose and not isinstance(exc, KeyboardInterrupt):
+    if state.verbose and code == ExitCode.INTERNAL:  # a handled error needs none
         import traceback
 
         env.stderr_.write(shown_block("".join(traceback.format_exception(exc))))
