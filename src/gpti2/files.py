@@ -206,7 +206,8 @@ def make_folder(folder: Path, *, private: bool = False) -> None:
     link = _lstat(folder)
     if link is not None:
         _followed(folder, link)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    with disk_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
 
 
 def publish(tmp: Path, path: Path, force: bool) -> None:
