@@ -727,3 +727,45 @@ def test_a_really_full_disk_leaves_nothing(cli, hostile, tmp_path) -> None:
         assert_clean(run)
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+# -- the rules, unit-tested ------------------------------------------------------------------
+
+
+def test_shown_text_is_redacted_before_it_is_cut_or_collapsed() -> None:
+    from gpti2.display import add_secret, shown
+
+    secret = "sek_" + "q" * 30
+    add_secret(secret)
+    assert secret[:8] not in shown("x" * 190 + secret, 200)
+    assert shown(f"a\t{secret}\nb") == "a [redacted] b"
+    assert shown("\x1b]52;c;ZXZpbA==\x07ok\x1b[2J \x9b31mred") == "ok red"
+    assert shown("id\nsecond line") == "id second line"
+
+
+def _jpeg(scan: bytes = b"\x12\x34", end: bytes = b"\xff\xd9") -> bytes:
+    sof = b"\xff\xc0\x00\x0b\x08\x00\x10\x00\x20\x01\x01\x11\x00"
+    sos = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+    return b"\xff\xd8" + b"\xff\xe0\x00\x04ab" + sof + sos + scan + end
+
+
+def _webp(body: bytes = b"VP8L" + b"\x05\x00\x00\x00" + b"\x2f" + b"\x00" * 5) -> bytes:
+    return b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WEBP" + body
+
+
+@pytest.mark.parametrize(
+    ("good", "cut"),
+    [
+        (PNG, PNG[:-1]),
+        (_jpeg(), _jpeg(end=b"")),
+        (_jpeg() + b"trailing", _jpeg(scan=b"\x12")[:-2]),
+        (b"GIF89a" + b"\x00" * 7 + b"\x3b", b"GIF89a" + b"\x00" * 8),
+        (_webp(), _webp()[:-3]),
+    ],
+)
+def test_image_structure_rule(good: bytes, cut: bytes) -> None:
+    from gpti2.images import sniff_format, structure_problem
+
+    fmt = sniff_format(good)
+    assert structure_problem(good, fmt) is None
+    assert structure_problem(cut, fmt) is not None
