@@ -38,6 +38,7 @@ _gpti2() {
         --retries) return ;;
         --search) return ;;
         --seed) return ;;
+        --shard) return ;;
         --since) return ;;
         --timeout) return ;;
         --token) return ;;
@@ -64,7 +65,7 @@ _gpti2() {
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " batch") words="-j --concurrency --check --dry-run --force --only --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " batch") words="-j --concurrency --check --deep --dry-run --force --only --shard --merge --no-wait --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " completion") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;

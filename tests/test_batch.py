@@ -63,7 +63,16 @@ def test_first_run_generates_all_and_writes_the_lock(cli, project, emulator) -> 
     assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
     assert data["version"] == 1
     hero = data["images"]["hero"]
-    assert set(hero) == {"fingerprint", "path", "sha256", "bytes", "generatedAt"}
+    assert set(hero) == {
+        "fingerprint",
+        "inputs",
+        "origin",
+        "path",
+        "sha256",
+        "bytes",
+        "generatedAt",
+    }
+    assert hero["origin"] == emulator.url
     assert hero["path"] == "assets/generated/hero.png"
     content = (project / hero["path"]).read_bytes()
     assert hero["sha256"] == hashlib.sha256(content).hexdigest()
@@ -79,7 +88,9 @@ def test_an_unchanged_manifest_sends_nothing_the_second_time(cli, project, emula
     again = cli("batch", "assets.toml", "--json")
     assert again.exit_code == 0
     assert emulator.request_count == sent
-    assert again.json["totals"] == {"generated": 0, "upToDate": 3, "failed": 0, "total": 3}
+    totals = again.json["totals"]
+    assert totals == {**totals, "generated": 0, "upToDate": 3, "failed": 0, "total": 3}
+    assert totals["running"] == totals["notDone"] == 0
 
 
 def test_changing_one_prompt_regenerates_exactly_that_one(cli, project, emulator) -> None:
@@ -101,7 +112,7 @@ def test_a_deleted_or_edited_file_is_regenerated(cli, project, emulator) -> None
     (project / "assets/generated/icon.png").write_bytes(b"edited by hand")
     check = cli("batch", "assets.toml", "--check")
     assert check.exit_code == 9
-    assert sorted(check.stdout.split()) == ["hero", "icon"]
+    assert check.stdout.splitlines() == ["hero\tmissing", "icon\tfile changed"]
     assert cli("batch", "assets.toml").exit_code == 0
     assert quick_posts(emulator) == 5
     assert cli("batch", "assets.toml", "--check").exit_code == 0
@@ -110,7 +121,7 @@ def test_a_deleted_or_edited_file_is_regenerated(cli, project, emulator) -> None
 def test_check_and_dry_run_send_nothing(cli, project, emulator) -> None:
     check = cli("batch", "assets.toml", "--check")
     assert check.exit_code == 9 and "error:" in check.stderr
-    assert sorted(check.stdout.split()) == ["banner.wide", "hero", "icon"]
+    assert check.stdout.splitlines() == ["hero\tnew", "icon\tnew", "banner.wide\tnew"]
     dry = cli("batch", "assets.toml", "--dry-run")
     assert dry.exit_code == 0 and "hero\tnew\tquick openai/dall-e-3 16:9" in dry.stdout
     assert emulator.request_count == 0
@@ -269,9 +280,10 @@ def test_ctrl_c_keeps_finished_images_and_leaves_nothing_partial(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lock_path = folder / "assets.lock.json"
+    journal = folder / ".assets.lock.json.journal"  # a line per finished image
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if lock_path.exists() and len(json.loads(lock_path.read_text())["images"]) >= 2:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signum)

@@ -240,3 +240,35 @@ check_writable_dir = files.check_folder
 atomic_output = files.atomic_output
 publish = files.publish
 write_atomic = files.write_atomic
+
+
+EMULATOR_SOFTWARE = b"gpti2 emulator"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_emulator_image(data: bytes) -> bool:
+    """True for a placeholder of gpti2's emulator: a PNG whose tEXt chunk, before the image
+    data, says `Software: gpti2 emulator`."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return False
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8 : pos + 8 + length].partition(b"\0")
+            if key == b"Software" and value == EMULATOR_SOFTWARE:
+                return True
+        pos += 12 + length
+    return False
+
+
+def is_emulator_file(path: Path) -> bool:
+    """is_emulator_image() of a file's first 64 KiB; False when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return is_emulator_image(handle.read(1 << 16))
+    except OSError:
+        return False

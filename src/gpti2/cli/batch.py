@@ -9,19 +9,38 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import ForceOption, JsonOption, QuietOption, Ui, command_app, enter
+from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter
 
 if TYPE_CHECKING:
-    from gpti2.batch import Entry, Events, Item, Result
+    from gpti2.batch import Entry, Events, Item, Lock, Manifest, Result, StatCache
+    from gpti2.settings import Settings
 
 
 app = command_app()
 
+HELP = """Generate the images a manifest describes, skipping unchanged ones.
 
-@app.command("batch")
+The manifest is TOML: an optional [defaults] table (route = "quick" or "job",
+provider, model, aspect_ratio, output_dir, feature_id) and one [[images]] table
+per image with a unique name (the file stem) and a prompt; any default can be
+overridden per image. The lock file <stem>.lock.json beside it records each
+image's inputs, origin and SHA-256; commit it. Shard over CI runners with
+--shard K/N (or auto), then merge the fragments with --merge.
+"""
+
+
+@app.command("batch", help=HELP)
 def batch(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="The TOML manifest.", metavar="MANIFEST")],
+    fragments: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="With --merge: the shards' lock fragments (default: all beside the manifest).",
+            metavar="[FRAGMENT]...",
+            show_default=False,
+        ),
+    ] = None,
     concurrency: Annotated[
         int, typer.Option("-j", "--concurrency", help="Images generated at once.", min=1, max=64)
     ] = 4,
@@ -29,38 +48,135 @@ def batch(
         bool,
         typer.Option("--check", help="Send nothing; exit 9 if any image is missing or stale."),
     ] = False,
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="Hash every file, not only those whose size or time changed."),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Send nothing; print what would be generated.")
     ] = False,
-    force: ForceOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Regenerate every image, even up-to-date ones.")
+    ] = False,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="Only this image (repeatable).", metavar="NAME"),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Only this share of the images, K/N; auto reads GPTI2_SHARD or the CI's "
+            "CI_NODE_INDEX/CI_NODE_TOTAL. Writes <stem>.lock.shard-K-of-N.json, not the lock.",
+            metavar="K/N",
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option("--merge", help="Verify the shards' fragments and merge them into the lock."),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Exit 2 at once if another batch runs on this manifest."),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option(
+            "--wait-timeout", help="Give up on a job after this many seconds.", min=0, metavar="S"
+        ),
+    ] = 600.0,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Generate the images a manifest describes, skipping unchanged ones."""
     from gpti2 import batch as core
-    from gpti2 import files
-    from gpti2.errors import OutOfDateError, UsageError
+    from gpti2.batch import lock as locks
+    from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     spec = core.load_manifest(manifest, settings)
-    lock = core.Lock.read(spec.lock_path)
-    items = core.plan(spec, lock, force=force, only=list(only or []))
-    todo = [item for item in items if item.reason is not None]
+    origin = core.origin_of(settings.base_url)
+    if fragments and not merge:
+        raise UsageError(
+            f"unexpected argument {str(fragments[0])!r}", hint="lock fragments go with --merge"
+        )
+    if merge:
+        if shard or check or dry_run:
+            raise UsageError("--merge goes alone (not with --shard, --check or --dry-run)")
+        with locks.exclusive(spec.lock_path, wait=not no_wait, on_wait=ui.info, what=str(manifest)):
+            _merge(ui, spec, origin, list(fragments or []))
+        return
+    part = _shard(ui, shard)
+    cache = core.StatCache(core.sidecar(spec.lock_path, "stat"), deep=deep)
 
     if check or dry_run:
-        _report_plan(ui, items, dry_run)
-        if check and todo:
-            raise OutOfDateError(
-                f"{len(todo)} of {len(items)} images to generate",
-                hint=f"run: gpti2 batch {manifest}",
-            ).after_answer()
+        lock = core.open_lock(spec, origin, part)
+        _note_old_lock(ui, lock, origin)
+        items = core.plan(
+            spec, lock, origin=origin, force=force, only=list(only or []), files=cache, shard=part
+        )
+        cache.save()
+        _report_plan(ui, spec, items, dry_run, check)
         return
 
+    target = part.fragment_path(spec) if part else spec.lock_path
+    with locks.exclusive(target, wait=not no_wait, on_wait=ui.info, what=str(manifest)):
+        lock = core.open_lock(spec, origin, part)
+        _note_old_lock(ui, lock, origin)
+        items = core.plan(
+            spec, lock, origin=origin, force=force, only=list(only or []), files=cache, shard=part
+        )
+        try:
+            keep = {n for n in spec.names() if part is None or part.holds(n)}
+            results = _run(
+                ui, settings, spec, lock, cache, items, keep, origin, concurrency, wait_timeout
+            )
+        finally:
+            cache.save()
+    _finish(ui, results)
+
+
+def _shard(ui: Ui, value: str | None):
+    from gpti2.batch import shard
+
+    if value is None:
+        return None
+    if value.strip().lower() != "auto":
+        return shard.parse(value)
+    found, source = shard.from_environment(ui.env.environ)
+    ui.info(f"shard {found} (from {source})")
+    return found
+
+
+def _note_old_lock(ui: Ui, lock: Lock, origin: str) -> None:
+    from gpti2.batch import origin_label
+
+    if lock.without_origin:
+        ui.info(
+            f"note: {lock.path.name} does not say which server made its images (written by an "
+            f"older gpti2); reading them as made by {origin_label(origin)}"
+        )
+
+
+def _run(
+    ui: Ui,
+    settings: Settings,
+    spec: Manifest,
+    lock: Lock,
+    cache: StatCache,
+    items: list[Item],
+    keep: set[str],
+    origin: str,
+    concurrency: int,
+    wait_timeout: float,
+) -> list[Result]:
+    """Generate what the plan says, keeping the lock and its journal; the results, or the
+    interruption after printing where everything stands."""
+    from gpti2 import batch as core
+    from gpti2 import files
+    from gpti2.errors import UsageError
+
+    todo = [item for item in items if item.reason is not None]
     blocking = core.conflicts(spec, lock, items)
     if blocking:
         raise UsageError(
@@ -69,13 +185,13 @@ def batch(
         )
     for folder in sorted({item.entry.folder for item in todo}):
         files.check_folder(folder)
-    interval = settings.poll_interval
+    changed = lock.keep_only(keep) or lock.journaled or lock.without_origin
+    if not todo:
+        if changed or lock.extra.get("shard") or not lock.path.exists():
+            lock.save()
+        return [core.up_to_date(item, lock) for item in items]
     needs_token = any(item.entry.route == "job" for item in todo)
-    if lock.keep_only({e.name for e in spec.entries}) or (not todo and lock.records):
-        lock.save()  # drop entries the manifest no longer names
-
-    results: list[Result] = []
-    if todo:
+    try:
         with (
             ui.client(settings, auth=needs_token) as client,
             _display(ui, [i.entry.name for i in todo]) as events,
@@ -85,21 +201,94 @@ def batch(
                 lock,
                 client,
                 settings.status_route,
+                origin,
                 concurrency=concurrency,
-                poll_interval=interval,
+                poll_interval=settings.poll_interval,
+                wait_timeout=wait_timeout,
                 events=events,
+                cache=cache,
             )
-            results = runner.run(items)
-    else:
-        results = [core.up_to_date(item, lock) for item in items]
+            try:
+                return runner.run(items)
+            except KeyboardInterrupt as stop:
+                _interrupted(ui, runner.outcome(items), stop)
+                raise
+    finally:
+        lock.save()
 
-    _report(ui, results)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise typer.Exit(failed[0].exit_code)
+
+def _interrupted(ui: Ui, results: list[Result], stop: KeyboardInterrupt) -> None:
+    """The one summary of an interrupted batch: what it kept, which jobs still run."""
+    kept = [r.name for r in results if r.status == "generated"]
+    running = [r for r in results if r.status == "running"]
+    if ui.state.json:
+        ui.out_json(_document(results, interrupted=True))
+        stop.answered = True  # type: ignore[attr-defined]  # stdout already holds the answer
+    if ui.state.quiet:
+        return
+    line = f"interrupted: kept {len(kept)} new image(s)"
+    if kept:
+        line += f" ({_names(kept)})"
+    if running:
+        jobs = ", ".join(f"{r.name} ({r.task_id})" for r in running[:10])
+        more = f" and {len(running) - 10} more" if len(running) > 10 else ""
+        line += f"; {len(running)} job(s) still running: {jobs}{more}; the next run resumes them"
+    ui.info(line)
 
 
-def _report_plan(ui: Ui, items: list[Item], dry_run: bool) -> None:
+def _names(names: list[str], limit: int = 10) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _merge(ui: Ui, spec: Manifest, origin: str, fragments: list[Path]) -> None:
+    from gpti2.batch import Lock
+    from gpti2.batch import shard as shards
+    from gpti2.errors import UsageError
+
+    if not fragments:
+        fragments = sorted(spec.path.parent.glob(f"{spec.path.stem}.lock.shard-*-of-*.json"))
+        if not fragments:
+            raise UsageError(
+                f"no lock fragments beside {spec.path}",
+                hint="give their paths: gpti2 batch MANIFEST --merge FRAGMENT...",
+            )
+    lock = Lock.read(spec.lock_path, origin)
+    result = shards.merge(spec, fragments, lock.records)
+    if result.problems:
+        stderr = ui.env.stderr_
+        for problem in result.problems[:-1]:
+            stderr.write(f"error: {problem}\n")
+        raise UsageError(
+            result.problems[-1],
+            hint=f"nothing was merged: {spec.lock_path.name} is as it was",
+        )
+    lock.records = result.records
+    lock.save()
+    totals = {t for s in result.shards for t in [s.split("/")[1]]}
+    missing = sorted(
+        f"{k}/{n}" for n in totals for k in range(1, int(n) + 1) if f"{k}/{n}" not in result.shards
+    )
+    if missing:
+        ui.warn(f"no fragment of shard {', '.join(missing)}: their images are not in the lock")
+    if ui.state.json:
+        ui.out_json(
+            {
+                "lock": str(spec.lock_path),
+                "fragments": [str(p) for p in fragments],
+                "images": len(result.records),
+                "missingShards": missing,
+            }
+        )
+    ui.info(
+        f"merged {len(fragments)} fragment(s) into {spec.lock_path}: "
+        f"{len(result.records)} images, every file checked against its SHA-256"
+    )
+
+
+def _report_plan(ui: Ui, spec: Manifest, items: list[Item], dry_run: bool, check: bool) -> None:
+    from gpti2.errors import OutOfDateError
+
     todo = [item for item in items if item.reason is not None]
     if ui.state.json:
         ui.out_json(
@@ -109,25 +298,32 @@ def _report_plan(ui: Ui, items: list[Item], dry_run: bool) -> None:
                         "name": item.entry.name,
                         "status": "up to date" if item.reason is None else "to generate",
                         "reason": item.reason,
+                        "taskId": item.task_id,
                     }
                     for item in items
                 ],
                 "totals": {"toGenerate": len(todo), "upToDate": len(items) - len(todo)},
             }
         )
-        return
-    for item in todo:
-        entry = item.entry
-        if dry_run:
-            how = (
-                f"{entry.route} {entry.provider}/{entry.model}"
-                if entry.provider
-                else f"{entry.route} {entry.model}"
-            )
-            ui.out(f"{entry.name}\t{item.reason}\t{how} {entry.aspect_ratio}")
-        else:
-            ui.out(entry.name)
-    ui.info(f"{len(todo)} to generate, {len(items) - len(todo)} up to date")
+    else:
+        for item in todo:
+            entry = item.entry
+            if dry_run:
+                how = (
+                    f"{entry.route} {entry.provider}/{entry.model}"
+                    if entry.provider
+                    else f"{entry.route} {entry.model}"
+                )
+                ui.out(f"{entry.name}\t{item.reason}\t{how} {entry.aspect_ratio}")
+            else:
+                ui.out(f"{entry.name}\t{item.reason}")
+        ui.info(f"{len(todo)} to generate, {len(items) - len(todo)} up to date")
+    if check and todo:
+        raise OutOfDateError(
+            f"{len(todo)} of {len(items)} images to generate "
+            f"(the first: {todo[0].entry.name}, {todo[0].reason})",
+            hint=f"run: gpti2 batch {spec.path}",
+        ).after_answer()
 
 
 @contextlib.contextmanager
@@ -182,33 +378,87 @@ def _display(ui: Ui, names: list[str]) -> Iterator[Events]:
         yield Events(begin=begin, end=end)
 
 
-def _report(ui: Ui, results: list[Result]) -> None:
-    totals = {
+def _totals(results: list[Result]) -> dict[str, int]:
+    return {
         "generated": sum(r.status == "generated" for r in results),
         "upToDate": sum(r.status == "up to date" for r in results),
         "failed": sum(r.status == "failed" for r in results),
+        "running": sum(r.status == "running" for r in results),
+        "notDone": sum(r.status == "not done" for r in results),
         "total": len(results),
     }
-    if ui.state.json:
-        ui.out_json({"images": [r.as_json() for r in results], "totals": totals})
-    if ui.state.quiet:
-        return
-    from rich.table import Table
-    from rich.text import Text
 
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    for column in ("image", "status", "size", "time", "detail"):
-        table.add_column(column, justify="right" if column in ("size", "time") else "left")
-    styles = {"generated": "green", "up to date": "dim", "failed": "red"}
-    for r in results:
-        table.add_row(
+
+def _document(results: list[Result], *, interrupted: bool = False) -> dict:
+    """The one --json document of a run."""
+    return {
+        "images": [r.as_json() for r in results],
+        "totals": _totals(results),
+        "interrupted": interrupted,
+        "runningJobs": [
+            {"name": r.name, "taskId": r.task_id} for r in results if r.status == "running"
+        ],
+    }
+
+
+# A summary table lists every image up to this many; past it, only those not up to date.
+TABLE_ALL_UP_TO = 50
+
+
+def _finish(ui: Ui, results: list[Result]) -> None:
+    """The summary (a table at a terminal, a plain line per image elsewhere), and one
+    `error:` line naming the first failure."""
+    from gpti2.batch import BatchFailed
+
+    totals = _totals(results)
+    if ui.state.json:
+        ui.out_json(_document(results))
+    if not ui.state.quiet:
+        _summary(ui, results, totals)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        first = failed[0]
+        error = BatchFailed(
+            f"{len(failed)} of {len(results)} images failed; the first: {first.name}: "
+            f"{first.error}",
+            first.exit_code,
+        )
+        raise error.after_answer() if ui.state.json else error
+
+
+def _summary(ui: Ui, results: list[Result], totals: dict[str, int]) -> None:
+    shown = results
+    if len(results) > TABLE_ALL_UP_TO:
+        shown = [r for r in results if r.status != "up to date"]
+
+    def cells(r: Result) -> tuple[str, str, str, str, str]:
+        return (
             r.name,
-            f"[{styles[r.status]}]{r.status}[/]",
+            r.status,
             f"{r.bytes:,} B" if r.bytes is not None else "",
             f"{r.seconds:.1f} s" if r.status != "up to date" else "",
-            Text(r.error or r.path or ""),  # server text: never read as rich markup
+            r.error or r.path or "",
         )
-    ui.console.print(table)
+
+    if not ui.env.isatty("stderr"):
+        for r in shown:  # one line per image: a CI log must not wrap an error over lines
+            name, status, size, seconds, detail = cells(r)
+            ui.info("  ".join(part for part in (name, status, size, seconds, detail) if part))
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        for column in ("image", "status", "size", "time", "detail"):
+            table.add_column(column, justify="right" if column in ("size", "time") else "left")
+        styles = {"generated": "green", "up to date": "dim", "failed": "red"}
+        for r in shown:
+            name, status, size, seconds, detail = cells(r)
+            # server text in `detail`: never read as rich markup
+            table.add_row(
+                name, f"[{styles.get(status, '')}]{status}[/]", size, seconds, Text(detail)
+            )
+        ui.console.print(table)
     ui.info(
         f"{totals['generated']} generated, {totals['upToDate']} up to date, "
         f"{totals['failed']} failed"

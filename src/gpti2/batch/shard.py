@@ -1,0 +1,165 @@
+"""Sharding a manifest over a CI job matrix, and merging the shards' lock fragments.
+
+An entry's shard depends on its name alone (a hash of it), so it lands in the same shard
+on every runner and every run, whatever else the manifest holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpti2.batch.lock import RUNNING, StatCache, read_document, sidecar
+from gpti2.batch.manifest import Manifest
+from gpti2.errors import UsageError
+
+_SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+
+# Where `--shard auto` looks, in this order: (name, index variable, total variable, base).
+CI_SOURCES = (
+    ("GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
+    ("CircleCI", "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),
+    ("Buildkite", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),
+)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `total` (1-based)."""
+
+    index: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.total}"
+
+    def holds(self, name: str) -> bool:
+        return shard_of(name, self.total) == self.index
+
+    def fragment_path(self, manifest: Manifest) -> Path:
+        stem = manifest.path.stem
+        return manifest.path.with_name(f"{stem}.lock.shard-{self.index}-of-{self.total}.json")
+
+
+def shard_of(name: str, total: int) -> int:
+    """The 1-based shard of an entry name among `total`: a stable hash of the name."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % total + 1
+
+
+def parse(spec: str, what: str = "--shard") -> Shard:
+    """`K/N` with 1 <= K <= N."""
+    match = _SPEC.fullmatch(spec)
+    if not match:
+        raise UsageError(f"{what} {spec!r}: expected K/N, e.g. 2/4, or auto")
+    index, total = int(match[1]), int(match[2])
+    if not 1 <= index <= total:
+        raise UsageError(f"{what} {spec!r}: K must be between 1 and N")
+    return Shard(index, total)
+
+
+def from_environment(env: Mapping[str, str]) -> tuple[Shard, str]:
+    """`--shard auto`: the shard and where it came from (GPTI2_SHARD, then GitLab, CircleCI
+    and Buildkite's parallel-job variables)."""
+    if env.get("GPTI2_SHARD", "").strip():
+        return parse(env["GPTI2_SHARD"], "GPTI2_SHARD"), "GPTI2_SHARD"
+    for source, index_var, total_var, base in CI_SOURCES:
+        index, total = env.get(index_var, "").strip(), env.get(total_var, "").strip()
+        if index and total:
+            if not (index.isdigit() and total.isdigit()):
+                raise UsageError(f"{index_var}={index!r}, {total_var}={total!r}: not numbers")
+            return parse(f"{int(index) + 1 - base}/{total}", index_var), source
+    names = ", ".join(f"{i}/{t}" for _, i, t, _ in CI_SOURCES)
+    raise UsageError(
+        "--shard auto: no shard in the environment",
+        hint=f"set GPTI2_SHARD=K/N, or run in a parallel CI job ({names}); or give --shard K/N",
+    )
+
+
+# -- merging --------------------------------------------------------------------------
+
+
+@dataclass
+class Merge:
+    """The outcome of checking fragments: the merged records, or the problems."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    shards: set[str] = field(default_factory=set)
+
+
+def merge(manifest: Manifest, fragments: list[Path], base: dict[str, dict[str, Any]]) -> Merge:
+    """Check every fragment against the manifest and every image it names against its
+    SHA-256 on disk, then merge them over `base` (the lock's records)."""
+    result = Merge(records={k: v for k, v in base.items() if k in manifest.names()})
+    names = manifest.names()
+    cache = StatCache(sidecar(manifest.lock_path, "stat"))
+    claimed: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in fragments:
+        try:
+            data = read_document(path, "lock fragment")
+        except UsageError as exc:
+            result.problems.append(exc.message)
+            continue
+        if data is None:
+            result.problems.append(f"no lock fragment at {path}")
+            continue
+        shard_text = data.get("shard")
+        try:
+            shard = parse(str(shard_text), f"{path}: shard")
+        except UsageError:
+            result.problems.append(f"{path} is not a shard fragment (no valid 'shard')")
+            continue
+        if data.get("manifestSha256") != manifest.sha256:
+            result.problems.append(
+                f"{path} was made from another version of {manifest.path.name} "
+                "(its manifestSha256 differs)"
+            )
+            continue
+        result.shards.add(str(shard))
+        for name, record in data["images"].items():
+            where = f"{path}: image {name!r}"
+            if name not in names:
+                result.problems.append(f"{where} is not in {manifest.path.name}")
+                continue
+            if not isinstance(record, dict) or not shard.holds(name):
+                result.problems.append(f"{where} does not belong to shard {shard}")
+                continue
+            if record.get("state") == RUNNING:
+                result.problems.append(f"{where}: job {record.get('taskId')} is still running")
+                continue
+            earlier = claimed.get(name)
+            if earlier is not None:
+                if earlier[1] != record:
+                    result.problems.append(
+                        f"{where} disagrees with {earlier[0]} (overlapping fragments)"
+                    )
+                continue
+            claimed[name] = (path, record)
+            problem = _file_problem(manifest, record, cache)
+            if problem:
+                result.problems.append(f"{where}: {problem}")
+                continue
+            result.records[name] = record
+    cache.save()
+    return result
+
+
+def _file_problem(manifest: Manifest, record: dict[str, Any], cache: StatCache) -> str | None:
+    relative, expected = record.get("path"), record.get("sha256")
+    if not isinstance(relative, str) or not isinstance(expected, str):
+        return "the record has no path or sha256"
+    root = manifest.root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        return f"{relative} is outside the manifest's folder"
+    digest, _ = cache.look(root / relative, relative, deep=True)
+    if digest is None:
+        return f"{relative} is missing"
+    if digest != expected:
+        return f"{relative} does not match its SHA-256 (file changed)"
+    return None
