@@ -229,6 +229,13 @@ def slugify(prompt: str) -> str:
     return slug or "image"
 
 
+def extension_mismatch(path: Path, info: ImageInfo) -> bool:
+    """True when `path` ends in an image extension of another format (PNG bytes in .jpg)."""
+    suffix = path.suffix.lower().lstrip(".")
+    known = {ext: fmt for fmt, ext in EXTENSIONS.items()} | {"jpeg": "jpeg"}
+    return suffix in known and known[suffix] != info.format
+
+
 def default_name(prompt: str, info: ImageInfo) -> str:
     """`<slug>-<hash8>.<ext>`, the content-addressed default file name."""
     return f"{slugify(prompt)}-{info.sha256[:8]}.{info.extension}"

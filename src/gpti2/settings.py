@@ -329,6 +329,8 @@ def save_value(path: Path, profile: str, key: str, value: Any | None) -> None:
     table = profiles.setdefault(profile, {})
     if value is None:
         table.pop(key, None)
+        if not table:
+            del profiles[profile]  # no empty [profiles.x] left behind
     else:
         table[key] = value
     lines = []

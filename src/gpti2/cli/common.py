@@ -154,6 +154,11 @@ class Ui:
         if not self.state.quiet:
             self._stderr(text)
 
+    def note(self, text: str) -> None:
+        """A `note:` line on stderr (not with -q): worth knowing, nothing went wrong."""
+        if not self.state.quiet:
+            self._stderr(f"note: {text}")
+
     def warn(self, text: str) -> None:
         """A `warning:` line on stderr (not with -q)."""
         if not self.state.quiet:

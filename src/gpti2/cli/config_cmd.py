@@ -90,10 +90,12 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption =
             }
         )
         return
-    width = max(len(k) for k in settings.values)
-    ui.out(f"{'profile'.ljust(width)}  {settings.profile}  ({settings.sources['profile']})")
-    for key, value in settings.values.items():
-        ui.out(f"{key.ljust(width)}  {value}  ({settings.sources[key]})")
+    rows = [("profile", settings.profile, settings.sources["profile"])]
+    rows += [(k, str(v), settings.sources[k]) for k, v in settings.values.items()]
+    key_width = max(len(key) for key, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    for key, value, source in rows:
+        ui.out(f"{key.ljust(key_width)}  {value.ljust(value_width)}  ({source})")
 
 
 @app.command("path")

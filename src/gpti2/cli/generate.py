@@ -36,24 +36,17 @@ def run(
     request = quick.QuickRequest(text, settings.provider, settings.model, settings.aspect_ratio)
 
     if dry_run:
-        base = (
-            "http://127.0.0.1:<port> (local emulator)"
-            if settings.base_url == "local"
-            else (settings.base_url)
-        )
-        plan = {"method": "POST", "url": base + quick.ROUTE, "body": request.body()}
-        if ui.state.json:
-            ui.out_json(plan)
-        else:
-            import json
-
-            ui.out(f"POST {plan['url']}")
-            ui.out(json.dumps(plan["body"], indent=2, ensure_ascii=False))
+        _dry_run(ui, settings.base_url, quick.ROUTE, request.body())
         return
 
     to_stdout = output == "-"
     if to_stdout and ui.state.json:
         raise UsageError("--json and -o - both write to stdout", hint="choose one of them")
+    if to_stdout and ui.env.isatty("stdout"):  # as curl and httpie: no binary on a screen
+        raise UsageError(
+            "refusing to write the image's bytes to a terminal",
+            hint="redirect them (-o - > image.png), pipe them, or give -o a file or folder",
+        )
     folder, target = _output_target(output, settings.output_dir)
     if target is not None:
         files.check_target(target, force)
@@ -93,6 +86,11 @@ def run(
             files.write_atomic(target, result.data, force)
     else:
         files.write_atomic(target, result.data, force)
+        if images.extension_mismatch(target, result.info):
+            ui.note(
+                f"the server sent a {result.info.format.upper()}: {target} holds"
+                f" {result.info.format.upper()} bytes under a {target.suffix} name"
+            )
     elapsed_ms = round((time.monotonic() - started) * 1000)
     record.wrote(target, result.info, provider=result.provider)
 
@@ -134,6 +132,26 @@ def _history(ui: Ui, settings: Any, request: Any) -> Any:
         model=request.model_id,
         requested_aspect_ratio=request.aspect_ratio,
     )
+
+
+def _dry_run(ui: Ui, base_url: str, route: str, body: dict[str, Any]) -> None:
+    """Print the request that would be sent (stdout), and send nothing."""
+    import json
+
+    local = base_url == "local"  # its port is only chosen when the emulator starts
+    plan = {
+        "method": "POST",
+        "url": None if local else base_url + route,
+        "baseUrl": base_url,
+        "path": route,
+        "body": body,
+    }
+    if ui.state.json:
+        ui.out_json(plan)
+        return
+    where = f"{route} on the built-in emulator (--base-url local)" if local else plan["url"]
+    ui.out(f"POST {where}")
+    ui.out(json.dumps(body, indent=2, ensure_ascii=False))
 
 
 def _output_target(output: str | None, output_dir: str) -> tuple[Path | None, Path | None]:

@@ -82,18 +82,30 @@ def serve(
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
     def stop(signum: int, frame: object) -> None:
+        # The first Ctrl-C or SIGTERM stops the server; more of them (an impatient user, a
+        # supervisor that signals twice) must not cut the clean-up short: exit 0, no
+        # temporary folder left behind.
+        # (A Python no-op, not SIG_IGN: a signal already pending when SIG_IGN is set makes
+        # Python raise "signal ignored due to race condition".)
+        signal.signal(signal.SIGINT, _ignore)
+        signal.signal(signal.SIGTERM, _ignore)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    if ui.state.json:
-        ui.out_json({"url": emulator.url, "token": emulator.generated_token})
-    else:
-        ui.out(f"gpti2 emulator listening on {emulator.url}")
-        if emulator.generated_token:
-            ui.out(f"token: {emulator.generated_token}")
-    try:
+    try:  # a signal may come as soon as the address is out: the clean-up covers it
+        if ui.state.json:
+            ui.out_json({"url": emulator.url, "token": emulator.generated_token})
+        else:
+            ui.out(f"gpti2 emulator listening on {emulator.url}")
+            if emulator.generated_token:
+                ui.out(f"token: {emulator.generated_token}")
         emulator.serve_forever()
     except KeyboardInterrupt:
         ui.info("stopping")
     finally:
         emulator.shutdown()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A signal after the first: the server is already stopping."""
