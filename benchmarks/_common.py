@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 Command = Sequence[str] | str  # an argv list, or a shell pipeline
@@ -33,8 +35,19 @@ def compile_bytecode() -> None:
     compileall.compile_dir(Path(gpti2.__file__).parent, quiet=1)
 
 
-def run(cmd: Command, **kwargs) -> float:
-    """Wall time of one run of `cmd` (a shell pipeline when a string); it must succeed."""
+@dataclass
+class Samples:
+    """Times of the runs of one command: wall clock, and CPU (user + system, summed over
+    all its processes; it moves less than the wall clock when the machine is busy)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def run(cmd: Command, **kwargs) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of `cmd` (a shell pipeline when a string); it must
+    succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         cmd,
@@ -44,11 +57,13 @@ def run(cmd: Command, **kwargs) -> float:
         check=True,
         **kwargs,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
-def interleaved(commands: Mapping[str, Command], runs: int, **kwargs) -> dict[str, list[float]]:
-    """Wall times of `runs` rounds in which every command runs once, A B A B ...
+def interleaved(commands: Mapping[str, Command], runs: int, **kwargs) -> dict[str, Samples]:
+    """Times of `runs` rounds in which every command runs once, A B A B ...
 
     One warm-up run of each first. The order rotates each round, so no command always
     runs first (or right after another); load that comes and goes hits all of them alike.
@@ -56,38 +71,41 @@ def interleaved(commands: Mapping[str, Command], runs: int, **kwargs) -> dict[st
     names = list(commands)
     for name in names:
         run(commands[name], **kwargs)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    samples = {name: Samples() for name in names}
     for round_no in range(runs):
         shift = round_no % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(run(commands[name], **kwargs))
-    return times
+            wall, cpu = run(commands[name], **kwargs)
+            samples[name].wall.append(wall)
+            samples[name].cpu.append(cpu)
+    return samples
 
 
 def report(
-    times: Mapping[str, list[float]], base: str, budgets: Mapping[str, float] | None = None
+    times: Mapping[str, Samples], base: str, budgets: Mapping[str, float] | None = None
 ) -> bool:
-    """Print each command's median and its ratio to `base`'s; False when a ratio is over
-    its budget."""
+    """Print each command's median wall time and its ratio to `base`'s (also of the
+    fastest runs, and of CPU time); False when the median ratio is over its budget."""
     budgets = budgets or {}
-    reference, fastest = statistics.median(times[base]), min(times[base])
+    median = {name: statistics.median(s.wall) for name, s in times.items()}
+    fastest = {name: min(s.wall) for name, s in times.items()}
+    cpu = {name: statistics.median(s.cpu) for name, s in times.items()}
     width = max(len(name) for name in times)
     ok = True
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        ratio = median / reference
+    for name in times:
+        ratio = median[name] / median[base]
         verdict = ""
         if name in budgets:
             within = ratio <= budgets[name]
             ok = ok and within
             verdict = f"  budget {budgets[name]:g}x: " + ("ok" if within else "OVER")
         print(
-            f"{name:{width}}  {median * 1000:8.1f} ms  {ratio:6.2f}x"
-            f"  (min {min(samples) * 1000:.1f} = {min(samples) / fastest:.2f}x,"
-            f" max {max(samples) * 1000:.1f}){verdict}"
+            f"{name:{width}}  {median[name] * 1000:7.1f} ms {ratio:5.2f}x"
+            f" | fastest {fastest[name] * 1000:6.1f} ms {fastest[name] / fastest[base]:5.2f}x"
+            f" | CPU {cpu[name] * 1000:6.1f} ms {cpu[name] / cpu[base]:5.2f}x{verdict}"
         )
     print(
-        f"medians of {len(times[base])} interleaved runs; ratios to {base!r}"
+        f"medians of {len(times[base].wall)} interleaved runs; ratios to {base!r}"
         f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     return ok
