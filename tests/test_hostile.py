@@ -769,3 +769,45 @@ def test_image_structure_rule(good: bytes, cut: bytes) -> None:
     fmt = sniff_format(good)
     assert structure_problem(good, fmt) is None
     assert structure_problem(cut, fmt) is not None
+
+
+def _chunked_forever(piece: bytes, every: float, count: int = 400) -> list:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+    return [(head, 0.0)] + [(chunk, every)] * count
+
+
+@pytest.mark.parametrize("kind", ["drip", "endless chunked"])
+def test_the_quick_route_timeout_bounds_the_body_too(cli, hostile, sandbox, kind) -> None:
+    import time
+
+    if kind == "drip":
+        body = json.dumps({"image": base64.b64encode(PNG).decode()}).encode()
+        head = response(200, b"", length=len(body), headers={"Content-Type": "application/json"})
+        answer = [(head, 0.0)] + [(body[i : i + 1], 0.2) for i in range(40)]
+    else:
+        answer = _chunked_forever(b'{"image": "' + b"A" * 100, 0.02)
+    hostile.route(QUICK, answer)
+    began = time.monotonic()
+    run = cli(
+        "generate", "x", "-o", str(sandbox / "out"), "--timeout", "1", "--base-url", hostile.url
+    )
+    assert run.exit_code == 6, run.stderr
+    assert time.monotonic() - began < 2.5
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)
+
+
+def test_an_endless_chunked_download_stops_at_the_timeout(cli, hostile, sandbox) -> None:
+    import time
+
+    hostile.route(STATUS, job("t1"))
+    hostile.route("/f/1.png", _chunked_forever(PNG[:100], 0.02))
+    began = time.monotonic()
+    run = fetch(cli, hostile, sandbox / "out", "t1", "--timeout", "1", "--retries", "0")
+    assert run.exit_code == 6, run.stderr
+    assert time.monotonic() - began < 2.5
+    assert tree(sandbox) == {"out"}
+    assert_clean(run)

@@ -182,9 +182,10 @@ class Ui:
         (none with -q or --json)."""
         if self.progress_enabled:
             from gpti2.cli.progress import status
+            from gpti2.display import shown
 
-            with status(self.console, text) as update:
-                yield update
+            with status(self.console, shown(text, None)) as update:
+                yield lambda message: update(shown(message, None))  # may hold server text
             return
         last: list[str] = []
 
