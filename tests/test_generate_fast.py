@@ -3,6 +3,7 @@ command line: same stdout, stderr, exit code and files, for simple and odd argv 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -204,3 +205,68 @@ def test_verbose_dump_of_the_quick_route_shows_headers_like_before(cli, scripted
     assert "< x-trace: t1" in run.stderr  # lower-case names, as httpx showed them
     seen = {k.lower(): v for k, v in scripted.seen[0].headers.items()}
     assert seen["user-agent"].startswith("gpti2/") and "authorization" not in seen
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A loopback https server answering the quick route, with a self-signed certificate
+    for 127.0.0.1; yields (url, certificate file)."""
+    import base64
+    import shutil
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gpti2.emulator.art import placeholder_png
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    body = json.dumps(
+        {"provider": "openai", "image": base64.b64encode(placeholder_png("tls", 8, 8)).decode()}
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.handle_error = lambda *args: None  # a refused handshake is the point of one test
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_on_the_quick_route_verifies_certificates_like_httpx(cli, tls_server) -> None:
+    url, cert = tls_server
+    trusted = cli(
+        "generate", "x", "-o", "t.png", "--base-url", url, env={"SSL_CERT_FILE": str(cert)}
+    )
+    assert trusted.exit_code == 0, trusted.stderr
+    assert Path("t.png").read_bytes().startswith(b"\x89PNG")
+    refused = cli("generate", "x", "-o", "u.png", "--retries", "0", "--base-url", url)
+    assert refused.exit_code == 6
+    assert "cannot connect to 127.0.0.1" in refused.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    assert not Path("u.png").exists()
