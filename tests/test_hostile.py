@@ -409,6 +409,8 @@ CUT = PNG[: len(PNG) // 2]
         response(302, b"", reason="Found", headers={"Location": "http://127.0.0.1:99999/x"}),
         response(302, b"", reason="Found", headers={"Location": "http://127.0.0.1:+80/x"}),
         response(302, b"", reason="Found", headers={"Location": "http://[::1/x"}),
+        response(302, b"", reason="Found", headers={"Location": "http://169.254.169.254/x"}),
+        response(307, b"", reason="Temporary", headers={"Location": "ftp://127.0.0.1/x"}),
     ],
 )
 def test_a_bad_download_is_exit_6_with_nothing_on_disk(cli, hostile, sandbox, answer) -> None:

@@ -64,8 +64,10 @@ class Token:
 
 
 def mask(token: str) -> str:
-    """The first 4 characters, then an ellipsis."""
-    return token[:4] + "…"
+    """The first 4 characters, then an ellipsis (only the ellipsis when they are not plain
+    printable ASCII: a stored value may hold anything)."""
+    head = token[:4]
+    return (head if head.isascii() and head.isprintable() else "") + "…"
 
 
 def account(settings: Settings) -> str:
