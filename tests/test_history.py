@@ -72,7 +72,7 @@ def test_image_to_stdout_is_recorded_so_a_redirected_file_is_found_again(cli, em
 
 
 def test_no_credential_is_stored(cli, emulator, tmp_path) -> None:
-    env = {"GPTI2_TOKEN": TOKEN}
+    env = {"GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.05"}
     run = cli(
         "job", "start", "a job", "--wait", "-o", str(tmp_path), "--base-url", emulator.url, env=env
     )
@@ -288,3 +288,77 @@ def test_two_gpti2_processes_record_every_generation(emulator, tmp_path) -> None
     assert sorted(r["prompt"] for r in rows) == sorted(
         f"{name} {i}" for name in ("left", "right") for i in range(1, 7)
     )
+
+
+def test_jobs_record_their_images_and_a_later_fetch_knows_the_prompt(
+    cli, emulator, tmp_path
+) -> None:
+    env = {"GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.05"}
+    base = ("--base-url", emulator.url)
+    run = cli(
+        "job", "start", "a lighthouse", "-a", "16:9", "--wait", "-o", str(tmp_path), *base, env=env
+    )
+    assert run.exit_code == 0, run.stderr
+    task_id, path = run.stdout.split()
+    [row] = _rows(cli)
+    assert (row["command"], row["route"], row["taskId"]) == ("job start", "job", task_id)
+    assert row["model"] == "gpt-image-2-t2i" and row["featureId"] and row["mode"] == "text_to_image"
+    assert row["path"] == str(Path(path).absolute()) and row["requestedAspectRatio"] == "16:9"
+
+    later = cli("job", "start", "a castle", *base, env=env).stdout.strip()
+    fetched = cli("job", "fetch", later, "--wait", "-o", str(tmp_path / "f"), *base, env=env)
+    assert fetched.exit_code == 0, fetched.stderr
+    row = _rows(cli)[0]
+    assert (row["command"], row["taskId"], row["prompt"]) == ("job fetch", later, "a castle")
+    # fetching again keeps the file: nothing written, nothing recorded
+    cli("job", "fetch", later, "-o", str(tmp_path / "f"), *base, env=env)
+    assert len(_rows(cli)) == 2
+
+
+def test_a_failed_job_is_a_row_with_exit_7(cli, make_emulator, tmp_path) -> None:
+    emu = make_emulator(job_fail_rate=1.0, job_seconds=0.05)
+    env = {"GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.05"}
+    run = cli("job", "start", "doomed", "--wait", "--base-url", emu.url, env=env)
+    assert run.exit_code == 7
+    [row] = _rows(cli)
+    assert row["exitCode"] == 7 and row["taskId"] == run.stdout.strip() and row["error"]
+
+
+def _manifest(folder: Path, name: str, count: int) -> Path:
+    folder.mkdir(parents=True)
+    lines = ['[defaults]\noutput_dir = "out"\n']
+    for n in range(count):
+        lines.append(f'[[images]]\nname = "{name}-{n}"\nprompt = "{name} number {n}"\n')
+    path = folder / "assets.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_two_batches_at_j32_in_two_processes_lose_no_row(make_emulator, tmp_path) -> None:
+    emu = make_emulator(latency=0.05)
+    manifests = [_manifest(tmp_path / name, name, 48) for name in ("east", "west")]
+    procs = [
+        subprocess.Popen(
+            [*gpti2_command(), "batch", str(m), "-j", "32", "--base-url", emu.url, "-q"]
+        )
+        for m in manifests
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    rows = history.search(_db(), history.Query(limit=0))
+    assert len(rows) == 96 and {r["command"] for r in rows} == {"batch"}
+    assert {r["prompt"] for r in rows} == {
+        f"{name} number {n}" for name in ("east", "west") for n in range(48)
+    }
+    for row in rows:
+        assert Path(row["path"]).read_bytes()[:4] == b"\x89PNG"
+        assert hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest() == row["sha256"]
+
+
+def test_a_failed_batch_image_is_a_row(cli, make_emulator, tmp_path) -> None:
+    emu = make_emulator(fail_rate=1.0)
+    manifest = _manifest(tmp_path / "p", "sad", 2)
+    run = cli("batch", str(manifest), "--base-url", emu.url, "--retries", "0")
+    assert run.exit_code == 6
+    rows = _rows(cli)
+    assert len(rows) == 2 and {r["exitCode"] for r in rows} == {6}
+    assert all(r["error"] and r["path"] is None for r in rows)

@@ -12,10 +12,11 @@ Kept free of heavy imports (sqlite3 is loaded on first use): `gpti2 generate` re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -322,9 +323,27 @@ class Attempt:
             )
         )
 
+    def wrote_files(self, saved: Iterable[Any]) -> None:
+        """Record the files a job fetch wrote (`jobs.SavedFile`; kept ones were not)."""
+        for item in saved:
+            if not getattr(item, "kept", False):
+                self.wrote(item.path, item.info)
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[None]:
+        """Record an exception leaving the block as a failed attempt, then let it go on."""
+        try:
+            yield
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+
     def failed(self, exc: BaseException, *, task_id: str | None = None) -> None:
-        """Record a failed attempt with the exit code and message the user sees."""
+        """Record a failed attempt with the exit code and message the user sees (a job
+        still running, exit 8, has not failed)."""
         code, message = failure_of(exc)
+        if code == 8:
+            return
         self.recorder.add(
             self._row(exitCode=code, error=message, **({"taskId": task_id} if task_id else {}))
         )
@@ -355,6 +374,84 @@ def attempt(
 ) -> Attempt:
     """An Attempt of a command run with these settings (see `recorder`)."""
     return Attempt(recorder(settings, environ, warn), origin=origin_of(settings.base_url), **fields)
+
+
+def job_attempt(
+    settings: Settings,
+    environ: Mapping[str, str] | None,
+    warn: Callable[[str], None] | None,
+    command: str,
+    task_id: str,
+) -> Attempt:
+    """The Attempt of fetching a job, with what `job start` asked for when it is known."""
+    found = recorder(settings, environ, warn)
+    origin = origin_of(settings.base_url)
+    asked = job_request(found.path, task_id, origin) if found.path else None
+    asked = asked or {}
+    return Attempt(
+        found,
+        command=command,
+        route="job",
+        origin=origin,
+        prompt=asked.get("prompt"),
+        model=asked.get("model"),
+        feature_id=asked.get("featureId"),
+        mode=asked.get("mode"),
+        requested_aspect_ratio=asked.get("requestedAspectRatio"),
+        task_id=task_id,
+    )
+
+
+def batch_end(
+    end: Callable[[Any], None],
+    settings: Settings,
+    environ: Mapping[str, str] | None,
+    warn: Callable[[str], None] | None,
+    manifest: Any,
+) -> Callable[[Any], None]:
+    """A batch `end` callback that records each finished image (a `batch.Result`, found by
+    name among the `batch.Manifest`'s entries), then calls `end`."""
+    from gpti2 import images
+
+    found = recorder(settings, environ, warn)
+    by_name = {entry.name: entry for entry in manifest.entries}
+    origin = origin_of(settings.base_url)
+
+    def record(result: Any) -> None:
+        entry = by_name.get(result.name)
+        if entry is not None and result.status in ("generated", "failed"):
+            path = manifest.root / result.path if result.path else None
+            info = images.describe_file(path) if path else None
+            row = {
+                "time": now(),
+                "command": "batch",
+                "route": entry.route,
+                "origin": origin,
+                "provider": entry.provider,
+                "model": entry.model,
+                "featureId": entry.feature_id,
+                "mode": entry.mode,
+                "prompt": entry.prompt,
+                "requestedAspectRatio": entry.aspect_ratio,
+                "taskId": getattr(result, "task_id", None),
+                "elapsedMs": round(result.seconds * 1000),
+                "exitCode": result.exit_code,
+                "error": result.error,
+            }
+            if info is not None and path is not None:
+                row.update(
+                    path=str(path.absolute()),
+                    sha256=info.sha256,
+                    bytes=info.bytes,
+                    format=info.format,
+                    width=info.width,
+                    height=info.height,
+                    aspectRatio=ratio_of(info.width, info.height),
+                )
+            found.add(row)
+        end(result)
+
+    return record
 
 
 def failure_of(exc: BaseException) -> tuple[int, str]:

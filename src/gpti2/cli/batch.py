@@ -173,7 +173,7 @@ def _run(
     """Generate what the plan says, keeping the lock and its journal; the results, or the
     interruption after printing where everything stands."""
     from gpti2 import batch as core
-    from gpti2 import files
+    from gpti2 import files, history
     from gpti2.errors import UsageError
 
     todo = [item for item in items if item.reason is not None]
@@ -196,6 +196,7 @@ def _run(
             ui.client(settings, auth=needs_token) as client,
             _display(ui, [i.entry.name for i in todo]) as events,
         ):
+            events.end = history.batch_end(events.end, settings, ui.env.environ, ui.warn, spec)
             runner = core.Runner(
                 spec,
                 lock,

@@ -55,15 +55,13 @@ def run(
 
     started = time.monotonic()
     record = _history(ui, settings, request)
-    try:  # One request: the standard library's connection starts sooner than a pooled one.
-        with (
-            ui.client(settings, pooled=False) as client,
-            ui.spinner(f"generating with {request.provider}…"),
-        ):
-            result = quick.generate(client, request)
-    except BaseException as exc:
-        record.failed(exc)
-        raise
+    # One request: the standard library's connection starts sooner than a pooled client.
+    with (
+        record.failures(),
+        ui.client(settings, pooled=False) as client,
+        ui.spinner(f"generating with {request.provider}…"),
+    ):
+        result = quick.generate(client, request)
 
     if to_stdout:
         stdout = ui.env.stdout_.buffer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -104,6 +104,24 @@ def _fetch(
     return saved
 
 
+def _history(ui: Ui, settings: Settings, request: Any) -> Any:
+    """The history attempt of `job start` (recorded when it ends)."""
+    from gpti2 import history
+
+    return history.attempt(
+        settings,
+        ui.env.environ,
+        ui.warn,
+        command="job start",
+        route="job",
+        prompt=request.prompt,
+        model=request.model_id,
+        feature_id=request.feature_id,
+        mode=request.mode,
+        requested_aspect_ratio=request.aspect_ratio,
+    )
+
+
 @app.command("start")
 def start(
     ctx: typer.Context,
@@ -161,9 +179,11 @@ def start(
     request = jobs.StartRequest(
         text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
     )
-    with ui.client(settings, auth=True) as client:
+    record = _history(ui, settings, request)
+    with record.failures(), ui.client(settings, auth=True) as client:
         with ui.spinner("starting the job…"):
             job = jobs.start(client, request)
+        record.started_job(job.task_id)
         if ui.state.json:
             ui.info(f"started job {job.task_id}")
         else:
@@ -180,6 +200,7 @@ def start(
         job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
         result["status"] = job.status.value
         saved = _fetch(ui, client, settings, job, folder, force)
+        record.wrote_files(saved)
     if ui.state.json:
         ui.out_json({**result, "files": [s.as_json() for s in saved]})
     else:
@@ -237,15 +258,17 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download every image of a finished job as <ID>-<n>.<ext>."""
-    from gpti2 import files
+    from gpti2 import files, history
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     folder = _output_dir(output, settings)
     files.check_folder(folder)
-    with ui.client(settings, auth=True) as client:
+    record = history.job_attempt(settings, ui.env.environ, ui.warn, "job fetch", task_id)
+    with record.failures(), ui.client(settings, auth=True) as client:
         job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
         saved = _fetch(ui, client, settings, job, folder, force)
+        record.wrote_files(saved)
     if ui.state.json:
         ui.out_json(
             {
