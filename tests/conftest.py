@@ -25,7 +25,9 @@ TESTS = Path(__file__).parent
 
 
 @pytest.fixture(autouse=True)
-def isolated_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_user(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """A fresh HOME and config folder, no GPTI2_* variables, the test keyring backend."""
     home = tmp_path / "home"
     home.mkdir()
@@ -36,7 +38,10 @@ def isolated_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("GPTI2_DATA_DIR", str(home / ".local" / "share" / "gpti2"))
+    # The history lives outside tmp_path, so tests that compare a folder tree see only
+    # the files a command wrote there.
+    data = tmp_path_factory.mktemp("data") / "gpti2"
+    monkeypatch.setenv("GPTI2_DATA_DIR", str(data))
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )

@@ -101,7 +101,7 @@ def _corrupt(db: Path) -> None:
 
 
 def _unwritable_folder(db: Path) -> None:
-    db.parent.parent.mkdir(parents=True)
+    db.parent.parent.mkdir(parents=True, exist_ok=True)
     db.parent.write_text("a file where the data folder should be")
 
 

@@ -367,13 +367,27 @@ class Attempt:
 
 
 def attempt(
+    command: str,
+    request: Any,
     settings: Settings,
-    environ: Mapping[str, str] | None,
-    warn: Callable[[str], None] | None,
-    **fields: Any,
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Attempt:
-    """An Attempt of a command run with these settings (see `recorder`)."""
-    return Attempt(recorder(settings, environ, warn), origin=origin_of(settings.base_url), **fields)
+    """The Attempt of sending `request` (a `quick.QuickRequest` or a `jobs.StartRequest`)
+    with these settings; its rows go where `recorder` says."""
+    job = hasattr(request, "feature_id")
+    return Attempt(
+        recorder(settings, environ, warn),
+        command=command,
+        route="job" if job else "quick",
+        origin=origin_of(settings.base_url),
+        prompt=request.prompt,
+        model=request.model_id,
+        provider=getattr(request, "provider", None),
+        feature_id=getattr(request, "feature_id", None),
+        mode=getattr(request, "mode", None),
+        requested_aspect_ratio=request.aspect_ratio,
+    )
 
 
 def job_attempt(

@@ -28,7 +28,7 @@ def run(
     dry_run: bool = False,
 ) -> None:
     """Generate one image on the quick route and write it to disk (or stdout)."""
-    from gpti2 import files, images, quick
+    from gpti2 import files, history, images, quick
     from gpti2.errors import UsageError
 
     settings = ui.settings(provider=provider, model=model, aspect_ratio=aspect_ratio)
@@ -54,7 +54,7 @@ def run(
         files.check_folder(folder)
 
     started = time.monotonic()
-    record = _history(ui, settings, request)
+    record = history.attempt("generate", request, settings, ui.env.environ, ui.warn)
     # One request: the standard library's connection starts sooner than a pooled client.
     with (
         record.failures(),
@@ -113,23 +113,6 @@ def run(
         size = f"{result.info.width}x{result.info.height}" if result.info.width else "?"
         info = result.info
         ui.info(f"{verb} {info.format} {size}, {info.bytes} bytes in {elapsed_ms} ms")
-
-
-def _history(ui: Ui, settings: Any, request: Any) -> Any:
-    """The history attempt of this generation (recorded when it ends)."""
-    from gpti2 import history
-
-    return history.attempt(
-        settings,
-        ui.env.environ,
-        ui.warn,
-        command="generate",
-        route="quick",
-        prompt=request.prompt,
-        provider=request.provider,
-        model=request.model_id,
-        requested_aspect_ratio=request.aspect_ratio,
-    )
 
 
 def _dry_run(ui: Ui, base_url: str, route: str, body: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -104,24 +104,6 @@ def _fetch(
     return saved
 
 
-def _history(ui: Ui, settings: Settings, request: Any) -> Any:
-    """The history attempt of `job start` (recorded when it ends)."""
-    from gpti2 import history
-
-    return history.attempt(
-        settings,
-        ui.env.environ,
-        ui.warn,
-        command="job start",
-        route="job",
-        prompt=request.prompt,
-        model=request.model_id,
-        feature_id=request.feature_id,
-        mode=request.mode,
-        requested_aspect_ratio=request.aspect_ratio,
-    )
-
-
 @app.command("start")
 def start(
     ctx: typer.Context,
@@ -155,7 +137,7 @@ def start(
     quiet: QuietOption = False,
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
-    from gpti2 import files, jobs
+    from gpti2 import files, history, jobs
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -179,7 +161,7 @@ def start(
     request = jobs.StartRequest(
         text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
     )
-    record = _history(ui, settings, request)
+    record = history.attempt("job start", request, settings, ui.env.environ, ui.warn)
     with record.failures(), ui.client(settings, auth=True) as client:
         with ui.spinner("starting the job…"):
             job = jobs.start(client, request)
