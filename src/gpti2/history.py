@@ -107,20 +107,22 @@ def enabled(settings: Settings, environ: Mapping[str, str] | None = None) -> boo
 
 
 def origin_of(base_url: str) -> str:
-    """`scheme://host[:port]` of a base URL (never its userinfo), or `local`."""
+    """Which server made an image: `local`, or `scheme://host[:port]` (the port only when
+    it is not the scheme's default; never any userinfo)."""
     if base_url == "local":
         return "local"
     from urllib.parse import urlsplit
 
     parts = urlsplit(base_url)
-    host = parts.hostname or ""
+    host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme)
     try:
         port = parts.port
     except ValueError:
         port = None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def now() -> str:

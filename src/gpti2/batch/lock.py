@@ -27,24 +27,11 @@ from urllib.parse import urlsplit
 
 from gpti2 import files
 from gpti2.errors import UsageError
+from gpti2.history import origin_of as origin_of  # one rule: the lock and the history
 
 LOCK_VERSION = 1
 LOCAL = "local"
 RUNNING = "running"
-
-
-def origin_of(base_url: str) -> str:
-    """What the lock records as an image's maker: `local`, or `scheme://host[:port]` (the
-    port only when it is not the scheme's default)."""
-    if base_url == LOCAL:
-        return LOCAL
-    parts = urlsplit(base_url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    port = parts.port
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
 def may_serve_placeholders(origin: str) -> bool:
