@@ -10,11 +10,13 @@ _gpti2() {
         done
     done
     case "$prev" in
+        --api) COMPREPLY=($(compgen -W "gpti2 shipany" -- "$cur")); return ;;
         --aspect-ratio) return ;;
         --base-url) return ;;
         --concurrency) return ;;
         --credits) return ;;
         --db) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --email) return ;;
         --fail-rate) return ;;
         --feature-id) return ;;
         --host) return ;;
@@ -42,6 +44,7 @@ _gpti2() {
         --since) return ;;
         --timeout) return ;;
         --token) return ;;
+        --user) return ;;
         --wait-timeout) return ;;
         -a) return ;;
         -j) return ;;
@@ -61,7 +64,7 @@ _gpti2() {
     case "$path" in
         "") words="auth batch completion config generate history job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
-        " auth login") words="--with-token --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " auth login") words="--with-token --email --password-stdin --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
@@ -81,7 +84,7 @@ _gpti2() {
         " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job status") words="--wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
-        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " serve") words="--host --port --token --credits --job-cost --job-seconds --images-per-job --db --image-size --latency --fail-rate --rate-limit --job-fail-rate --seed --api --user --secure-cookies --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$words" -- "$cur"))

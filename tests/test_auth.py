@@ -12,7 +12,9 @@ import pytest
 
 from conftest import TOKEN, gpti2_command, use_keyring
 
-BASE = "http://127.0.0.1:8787"
+# Nothing listens on port 9 (discard): a login's check of the token fails to connect, so
+# the token is stored unchecked (a test never depends on a server someone else started).
+BASE = "http://127.0.0.1:9"
 
 
 def test_login_status_token_logout_with_the_keyring(cli) -> None:
@@ -23,7 +25,7 @@ def test_login_status_token_logout_with_the_keyring(cli) -> None:
     status = cli("auth", "status", "--base-url", BASE)
     assert status.exit_code == 0
     assert "source: keyring" in status.stdout
-    assert "host: 127.0.0.1:8787" in status.stdout
+    assert "host: 127.0.0.1:9" in status.stdout
     assert f"token: {TOKEN[:4]}…" in status.stdout
     assert TOKEN[4:8] not in status.stdout
 
@@ -77,20 +79,23 @@ def test_a_refusing_keyring_is_a_keyring_problem_not_a_bad_token(cli, monkeypatc
 
 def test_insecure_storage_writes_a_0600_file_and_says_so(cli, monkeypatch, isolated_user) -> None:
     use_keyring("keyring.backends.fail.Keyring", monkeypatch)
-    run = cli("auth", "login", "--with-token", "--insecure-storage", input=TOKEN)
+    run = cli(
+        "auth", "login", "--with-token", "--insecure-storage", "--base-url", BASE, input=TOKEN
+    )
     assert run.exit_code == 0, run.stderr
     path = isolated_user / ".config" / "gpti2" / "tokens.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
     assert "plain text" in run.stderr and str(path) in run.stderr
-    status = cli("auth", "status")
+    status = cli("auth", "status", "--base-url", BASE)
     assert "source: file" in status.stdout and "plain text" in status.stderr
-    assert cli("auth", "token").stdout.strip() == TOKEN
-    assert cli("auth", "logout").exit_code == 0
+    assert cli("auth", "token", "--base-url", BASE).stdout.strip() == TOKEN
+    assert cli("auth", "logout", "--base-url", BASE).exit_code == 0
     assert not path.exists()
 
 
 def test_environment_token_wins_and_login_says_so(cli, monkeypatch) -> None:
+    monkeypatch.setenv("GPTI2_BASE_URL", BASE)
     cli("auth", "login", "--with-token", input="stored-token")
     monkeypatch.setenv("GPTI2_TOKEN", "env-token-value")
     assert cli("auth", "token").stdout.strip() == "env-token-value"

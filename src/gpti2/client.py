@@ -50,6 +50,7 @@ MAX_BODY = 64 * 1024 * 1024
 MAX_REDIRECTS = 5
 CONNECT_TIMEOUT = 15.0
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+SECRET_FIELDS = frozenset({"password", "token"})  # JSON fields never shown by -v
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
@@ -150,7 +151,10 @@ def refuse_link_local(url: str) -> None:
 
 def _redact_json(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _redact_json(v) for k, v in value.items()}
+        return {
+            k: REDACTED if str(k).lower() in SECRET_FIELDS else _redact_json(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_redact_json(v) for v in value]
     if isinstance(value, str):
@@ -446,19 +450,26 @@ class ApiClient:
         auth: bool = False,
         sink: Callable[[], IO[bytes]] | None = None,
         progress: Progress | None = None,
+        secret_body: bool = False,
     ) -> Reply:
         """Send, repeating only what `policy` allows (by default: idempotent for GET, a paid
         POST for anything else, so nothing that makes an image is ever sent twice by
         mistake); `sink` streams a 2xx body into a fresh file object per attempt instead
-        of memory."""
+        of memory. A `secret_body` (a password) goes to the base origin only, never over
+        plain http to another host, and never follows a redirect elsewhere."""
         policy = policy or _default_policy(method)
         url = checked_url(self.url_for(path), "the URL")
-        if auth and self.credentials is not None and origin(url) == origin(self.base_url):
+        if secret_body and origin(url) != origin(self.base_url):
+            raise UsageError(f"refusing to send credentials to {host_of(url)}")
+        sends_credentials = secret_body or (auth and self.credentials is not None)
+        if sends_credentials and origin(url) == origin(self.base_url):
             self._check_credentials_allowed(url)
         attempt = 0
         while True:
             try:
-                reply = self._send_once(method, url, json_body, headers, auth, sink, progress)
+                reply = self._send_once(
+                    method, url, json_body, headers, auth, sink, progress, secret_body
+                )
             except TransportFailure as failure:
                 if attempt < self.retries and policy.retries_failure(not_sent=failure.not_sent):
                     self._wait(attempt, None, type(failure.cause).__name__)
@@ -524,6 +535,7 @@ class ApiClient:
         auth: bool,
         sink: Callable[[], IO[bytes]] | None,
         progress: Progress | None,
+        secret_body: bool = False,
     ) -> Reply:
         base_origin = origin(self.base_url)
         send_credentials = auth and self.credentials is not None
@@ -551,6 +563,11 @@ class ApiClient:
                     self._emit(f"< {resp.status_code} redirect to {location}")
                     url = checked_url(urljoin(url, location), "the redirect Location")
                     if origin(url) != base_origin:
+                        if secret_body:
+                            raise ServerError(
+                                f"{host_of(self.base_url)} redirected the sign-in to"
+                                f" {host_of(url)}; the password was not sent there"
+                            )
                         send_credentials = False  # never again on this request
                     if resp.status_code == 303 or (
                         resp.status_code in (301, 302) and method == "POST"

@@ -49,11 +49,21 @@ class Token:
     source: str
     location: str | None = None
     warning: str | None = None  # something the user should fix, said once per command
+    # A session an email sign-in stored: the cookie it came in, when it ends, whose it is.
+    cookie_name: str | None = None
+    expires: float | None = None
+    email: str | None = None
 
     def __post_init__(self) -> None:
         from gpti2.display import add_secret
 
         add_secret(self.token)
+
+    @property
+    def expired(self) -> bool:
+        import time
+
+        return self.expires is not None and self.expires <= time.time()
 
     @property
     def masked(self) -> str:
@@ -187,17 +197,62 @@ def _write_file(path: Path, tokens: dict[str, str]) -> None:
 # -- what the commands use --------------------------------------------------------------
 
 
-def store(settings: Settings, token: str, *, insecure_storage: bool) -> Token:
-    """Save the token in the keyring, or with `insecure_storage` in the 0600 file."""
+def store(
+    settings: Settings,
+    token: str,
+    *,
+    insecure_storage: bool,
+    session: Session | None = None,
+) -> Token:
+    """Save the token in the keyring, or with `insecure_storage` in the 0600 file; with
+    `session`, what an email sign-in says of it (cookie name, expiry, account) too."""
     user = account(settings)
+    secret = token if session is None else session.encode(token)
+    extra = {} if session is None else session.fields()
     if insecure_storage:
         path = token_file()
         tokens = _read_file(path)
-        tokens[user] = token
+        tokens[user] = secret
         _write_file(path, tokens)
-        return Token(token, "file", str(path))
-    keyring_set(user, token)
-    return Token(token, "keyring", f"{SERVICE} / {user}")
+        return Token(token, "file", str(path), **extra)
+    keyring_set(user, secret)
+    return Token(token, "keyring", f"{SERVICE} / {user}", **extra)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What is kept with a session cookie's value (stored as one JSON string)."""
+
+    cookie_name: str
+    expires: float | None
+    email: str | None
+
+    def encode(self, value: str) -> str:
+        return json.dumps({"session": value, **self.fields()}, sort_keys=True)
+
+    def fields(self) -> dict[str, Any]:
+        return {"cookie_name": self.cookie_name, "expires": self.expires, "email": self.email}
+
+
+def _stored(secret: str, source: str, location: str, warning: str | None = None) -> Token:
+    """A Token from what the keyring or file holds: a bare token, or a session record."""
+    if secret.startswith('{"'):
+        try:
+            record = json.loads(secret)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("session"), str):
+            expires = record.get("expires")
+            return Token(
+                record["session"],
+                source,
+                location,
+                warning,
+                cookie_name=record.get("cookie_name") or None,
+                expires=float(expires) if isinstance(expires, int | float) else None,
+                email=record.get("email") or None,
+            )
+    return Token(secret, source, location, warning)
 
 
 def load(settings: Settings, env: dict[str, str] | None = None) -> Token | None:
@@ -214,7 +269,7 @@ def load(settings: Settings, env: dict[str, str] | None = None) -> Token | None:
     except KeyringRefused as exc:
         token, refused = None, exc
     if token:
-        return Token(token, "keyring", f"{SERVICE} / {user}")
+        return _stored(token, "keyring", f"{SERVICE} / {user}")
     path = token_file()
     from_file = _read_file(path).get(user)
     if from_file:
@@ -223,7 +278,7 @@ def load(settings: Settings, env: dict[str, str] | None = None) -> Token | None:
         warning = None
         if readable_by_others(path):
             warning = f"the token file {path} can be read by other users; run: chmod 600 {path}"
-        return Token(from_file, "file", str(path), warning)
+        return _stored(from_file, "file", str(path), warning)
     if refused is not None:
         raise refused
     return None

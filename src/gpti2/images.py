@@ -279,3 +279,13 @@ def is_emulator_file(path: Path) -> bool:
             return is_emulator_image(handle.read(1 << 16))
     except OSError:
         return False
+
+
+def reduced_ratio(width: int | None, height: int | None) -> str | None:
+    """`W:H` in lowest terms (1024x576 is 16:9); None without both sides."""
+    import math
+
+    if not width or not height:
+        return None
+    common = math.gcd(width, height)
+    return f"{width // common}:{height // common}"

@@ -25,11 +25,13 @@ def open_client(
     log: Log | None = None,
     warn: Log | None = None,
     pooled: bool = True,
+    credentials: Credentials | None = None,
 ) -> Iterator[ApiClient]:
-    """An ApiClient for `settings`; with `auth`, carrying the user's credentials.
+    """An ApiClient for `settings`; with `auth`, carrying the user's stored credentials
+    (or the `credentials` given, for a sign-in that checks them before storing).
 
     The base URL `local` starts the built-in emulator on a free loopback port for the
-    duration of the block, with a token it provisions itself.
+    duration of the block, with a token (or session) it provisions itself.
     """
     from gpti2.dialects import ServerApi
 
@@ -44,19 +46,21 @@ def open_client(
     if settings.base_url == LOCAL:
         from gpti2.emulator import EmulatorConfig, running_emulator
 
-        with running_emulator(EmulatorConfig(port=0)) as emulator:
-            token = emulator.generated_token or emulator.tokens[0]
-            with ApiClient(emulator.url, credentials=Credentials(token), **common) as client:
+        with running_emulator(EmulatorConfig(port=0, api=settings.api)) as emulator:
+            credentials = emulator.client_credentials()
+            with ApiClient(emulator.url, credentials=credentials, **common) as client:
                 yield client
         return
-    credentials, token = None, None
-    if auth:
+    token = None
+    if auth and credentials is None:
         from gpti2.credentials import require
 
         token = require(settings)
         if token.warning and warn is not None:
             warn(token.warning)
-        credentials = Credentials(token.token, settings.auth_scheme, settings.cookie_name)
+        if token.expired:
+            raise expired(token, settings)
+        credentials = credentials_for(token.token, settings, token.cookie_name)
     try:
         with ApiClient(settings.base_url, credentials=credentials, **common) as client:
             yield client
@@ -64,6 +68,37 @@ def open_client(
         if token is not None:
             raise refused(exc, token, settings) from None
         raise
+
+
+def credentials_for(token: str, settings: Settings, stored_cookie: str | None) -> Credentials:
+    """How a token is sent: the profile's scheme; as a cookie, under the name the server
+    set at sign-in unless the profile names one itself."""
+    cookie_name = settings.cookie_name
+    if stored_cookie and settings.sources["cookie_name"].startswith("default"):
+        cookie_name = stored_cookie
+    return Credentials(token, settings.auth_scheme, cookie_name)
+
+
+def login_hint(settings: Settings, email: str | None = None) -> str:
+    """The sign-in command that fits the profile's dialect (and account, when known)."""
+    from gpti2.dialects import get
+
+    command = get(settings.api).login_command
+    if email:
+        command = command.replace("ADDRESS", email)
+    return f"sign in again with `{command}`"
+
+
+def expired(token: Token, settings: Settings) -> CredentialsRefused:
+    """The session stored for this profile has passed its expiry."""
+    from gpti2.credentials import account
+    from gpti2.signin import when
+
+    assert token.expires is not None
+    return CredentialsRefused(
+        f"the session for {account(settings)} expired at {when(token.expires)}",
+        hint=login_hint(settings, token.email),
+    )
 
 
 def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> CredentialsRefused:
@@ -78,8 +113,9 @@ def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> Creden
         exc.hint = f"check the value of {ENV_VAR}, or unset it to use the stored token"
     else:
         where = "the keyring" if token.source == "keyring" else token.location
+        what = "session" if token.cookie_name else "token"
         exc.message = (
-            f"the server refused the token for {account(settings)} from {where} ({detail})"
+            f"the server refused the {what} for {account(settings)} from {where} ({detail})"
         )
-        exc.hint = "sign in again with `gpti2 auth login`"
+        exc.hint = login_hint(settings, token.email)
     return exc

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import typer
     from rich.console import Console
 
-    from gpti2.client import ApiClient
+    from gpti2.client import ApiClient, Credentials
     from gpti2.settings import Settings
 
 __all__ = ["Environment", "State", "Ui", "command_app", "enter", "get_state", "read_prompt"]
@@ -218,9 +218,20 @@ class Ui:
         return resolve_settings(self.state, flag_names, new_profile, **flags)
 
     def client(
-        self, settings: Settings, *, auth: bool = False, pooled: bool = True
+        self,
+        settings: Settings,
+        *,
+        auth: bool = False,
+        pooled: bool = True,
+        credentials: Credentials | None = None,
     ) -> contextlib.AbstractContextManager[ApiClient]:
         """The HTTP client for these settings (see `context.open_client`)."""
         return open_client(
-            self.state, settings, auth=auth, log=self.debug, warn=self.warn, pooled=pooled
+            self.state,
+            settings,
+            auth=auth,
+            log=self.debug,
+            warn=self.warn,
+            pooled=pooled,
+            credentials=credentials,
         )

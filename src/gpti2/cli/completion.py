@@ -23,6 +23,7 @@ PATH_PARAMS = frozenset({"output", "db", "image", "manifest"})
 CHOICES = {
     "--mode": ["text_to_image", "image_to_image"],
     "--provider": ["openai", "replicate", "fireworks", "vertex"],
+    "--api": ["gpti2", "shipany"],
 }
 # Options whose values are read when completing: the shell runs this command.
 PROFILES = "gpti2 completion --profiles 2>/dev/null"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gpti2.client import ApiClient
+    from gpti2.client import ApiClient, Credentials
     from gpti2.settings import Settings
 
 
@@ -145,6 +145,7 @@ def open_client(
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
     pooled: bool = True,
+    credentials: Credentials | None = None,
 ) -> Iterator[ApiClient]:
     """The HTTP client for these settings (starting the emulator for `local`); `pooled`
     as in `ApiClient`."""
@@ -157,5 +158,6 @@ def open_client(
         log=log if state.verbose else None,
         warn=warn,
         pooled=pooled,
+        credentials=credentials,
     ) as client:
         yield client

@@ -92,8 +92,14 @@ def run(
     elapsed_ms = round((time.monotonic() - started) * 1000)
     record.wrote(target, result.info, provider=result.provider)
 
+    info = result.info
+    received = images.reduced_ratio(info.width, info.height)
+    if received and received != request.aspect_ratio:
+        ui.info(
+            f"note: asked for {request.aspect_ratio}, the server sent {received}"
+            f" ({info.width}x{info.height}); it ignored the aspect ratio"
+        )
     if ui.state.json:
-        info = result.info
         ui.out_json(
             {
                 "path": str(target),
@@ -104,14 +110,14 @@ def run(
                 "height": info.height,
                 "provider": result.provider,
                 "modelId": request.model_id,
-                "aspectRatio": request.aspect_ratio,
+                "aspectRatio": received,
+                "requestedAspectRatio": request.aspect_ratio,
                 "elapsedMs": elapsed_ms,
             }
         )
     else:
         ui.out(str(target))
-        size = f"{result.info.width}x{result.info.height}" if result.info.width else "?"
-        info = result.info
+        size = f"{info.width}x{info.height}" if info.width else "?"
         ui.info(f"{verb} {info.format} {size}, {info.bytes} bytes in {elapsed_ms} ms")
 
 

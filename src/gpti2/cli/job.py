@@ -66,7 +66,6 @@ def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, tim
         return jobs.wait(
             client,
             task_id,
-            settings.status_route,
             interval=settings.poll_interval if poll is None else poll,
             timeout=timeout,
             on_update=update,
@@ -82,7 +81,7 @@ def _current(
     if wait:
         return _wait(ui, client, settings, task_id, poll, timeout)
     with ui.spinner(f"job {task_id}: asking for its status"):
-        return jobs.status(client, task_id, settings.status_route)
+        return jobs.status(client, task_id)
 
 
 def _fetch(
@@ -158,8 +157,10 @@ def start(
     folder = _output_dir(output, settings)
     if wait:
         files.check_folder(folder)
+    # The dialect's model for the mode, unless one was chosen.
+    model_id = None if settings.sources["job_model"].startswith("default") else settings.job_model
     request = jobs.StartRequest(
-        text, settings.feature_id, mode, settings.job_model, settings.aspect_ratio, refs
+        text, settings.feature_id, mode, model_id, settings.aspect_ratio, refs
     )
     record = history.attempt("job start", request, settings, ui.env.environ, ui.warn)
     with record.failures(), ui.client(settings, auth=True) as client:
@@ -171,7 +172,7 @@ def start(
         else:
             ui.out(job.task_id)  # before any waiting, so an interrupted wait can resume
         result = {
-            "taskId": job.task_id,
+            **job.ids(),
             "status": job.status.value,
             "creditsRemaining": job.credits_remaining,
         }
@@ -253,11 +254,7 @@ def fetch(
         record.wrote_files(saved)
     if ui.state.json:
         ui.out_json(
-            {
-                "taskId": job.task_id,
-                "status": job.status.value,
-                "files": [s.as_json() for s in saved],
-            }
+            {**job.ids(), "status": job.status.value, "files": [s.as_json() for s in saved]}
         )
     else:
         for item in saved:

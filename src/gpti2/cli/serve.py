@@ -41,6 +41,32 @@ def serve(
         float, typer.Option(help="Fraction of jobs that end failed.", min=0, max=1)
     ] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the injected faults.")] = None,
+    api: Annotated[
+        str,
+        typer.Option(
+            "--api",
+            help="Dialect to serve: gpti2, or shipany (ShipAny Two's routes, envelope and"
+            " email sign-in).",
+            metavar="DIALECT",
+        ),
+    ] = "gpti2",
+    user: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--user",
+            help="With --api shipany: an account for email sign-in, EMAIL:PASSWORD"
+            " (repeatable; else one is made and printed).",
+            metavar="EMAIL:PASSWORD",
+        ),
+    ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option(
+            "--secure-cookies",
+            help="With --api shipany: name the session cookie __Secure-… as a site on"
+            " https does (behind a TLS proxy).",
+        ),
+    ] = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -51,8 +77,16 @@ def serve(
     import signal
 
     from gpti2.emulator import Emulator, EmulatorConfig
+    from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
+    if api not in ("gpti2", "shipany"):
+        raise UsageError(f"unknown --api {api!r}", hint="use gpti2 or shipany")
+    users = list(user or [])
+    for item in users:
+        email, colon, password = item.partition(":")
+        if not (colon and "@" in email and password):
+            raise UsageError(f"bad --user {item!r}", hint="write it EMAIL:PASSWORD")
     tokens = list(token or [])
     if not tokens:
         tokens = [t.strip() for t in os.environ.get("GPTI2_EMULATOR_TOKENS", "").split(",")]
@@ -73,12 +107,13 @@ def serve(
         job_fail_rate=job_fail_rate,
         seed=seed,
         log=ui.info if ui.state.verbose else None,
+        api=api,
+        users=users,
+        secure_cookies=secure_cookies,
     )
     try:
         emulator = Emulator(config)
     except OSError as exc:
-        from gpti2.errors import UsageError
-
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
     def stop(signum: int, frame: object) -> None:
@@ -94,12 +129,24 @@ def serve(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:  # a signal may come as soon as the address is out: the clean-up covers it
+        sign_in = emulator.dialect.banner() if emulator.dialect is not None else []
         if ui.state.json:
-            ui.out_json({"url": emulator.url, "token": emulator.generated_token})
+            ui.out_json(
+                {
+                    "url": emulator.url,
+                    "api": api,
+                    "token": emulator.generated_token,
+                    "signIn": sign_in,
+                }
+            )
         else:
             ui.out(f"gpti2 emulator listening on {emulator.url}")
-            if emulator.generated_token:
+            if emulator.generated_token and emulator.dialect is None:
                 ui.out(f"token: {emulator.generated_token}")
+            if sign_in:
+                ui.out(f"api: {api}")
+            for line in sign_in:
+                ui.out(line)
         emulator.serve_forever()
     except KeyboardInterrupt:
         ui.info("stopping")

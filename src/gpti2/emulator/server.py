@@ -17,11 +17,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gpti2.emulator.art import placeholder_png, size_for
 from gpti2.emulator.store import InsufficientCredits, Store
+
+if TYPE_CHECKING:
+    from gpti2.client import Credentials
+    from gpti2.emulator.shipany import ShipAny
 
 PROVIDERS = frozenset({"openai", "replicate", "fireworks", "vertex"})
 MODES = frozenset({"text_to_image", "image_to_image"})
@@ -57,6 +61,11 @@ class EmulatorConfig:
     job_fail_rate: float = 0.0
     seed: int | None = None
     log: Callable[[str], None] | None = None  # one line per request, for `serve -v`
+    api: str = "gpti2"  # the dialect served: gpti2, or shipany (emulator/shipany.py)
+    users: list[str] = field(default_factory=list)  # EMAIL:PASSWORD, email sign-in
+    secure_cookies: bool = False  # the __Secure- cookie name, as an https site sets
+    session_seconds: float = 7 * 24 * 3600
+    session_interval: float = 0.0  # better-auth's get-session rate limit (0: off)
 
 
 class _Server(ThreadingHTTPServer):
@@ -115,6 +124,19 @@ class Emulator:
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, daemon=True)
         self._sweeper.start()
+        self.dialect: ShipAny | None = None
+        if config.api == "shipany":
+            from gpti2.emulator.shipany import ShipAny
+
+            self.dialect = ShipAny(self)
+
+    def client_credentials(self) -> Credentials:
+        """How a client signs in here: the first token, or a fresh session's cookie."""
+        from gpti2.client import Credentials
+
+        if self.dialect is not None:
+            return Credentials(*self.dialect.client_credentials())
+        return Credentials(self.generated_token or self.tokens[0])
 
     @property
     def url(self) -> str:
@@ -312,6 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None:
             self._fault_after = fault[0]
+        if self.emu.dialect is not None and self.emu.dialect.handle(self, method, path):
+            return
         query = parse_qs(url.query)
         if path == "/api/generate-images":
             self._quick(method)

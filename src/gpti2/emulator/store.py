@@ -31,6 +31,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    user_email TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     token_hash TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -44,6 +58,38 @@ ACTIVE = ("pending", "processing")
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def password_hash(email: str, password: str) -> str:
+    """A salted, slow hash (the emulator never keeps a password)."""
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), email.lower().encode(), 1000)
+    return digest.hex()
+
+
+@dataclass
+class User:
+    """An account of the email sign-in (ShipAny dialect)."""
+
+    email: str
+    id: str
+    name: str
+    created: float
+
+    @property
+    def owner(self) -> str:
+        """The key its jobs and credits are kept under (as a token's are)."""
+        return f"user:{self.id}"
+
+
+@dataclass
+class Session:
+    """A signed-in session of a user."""
+
+    id: str
+    token: str
+    user: User
+    created: float
+    expires: float
 
 
 class InsufficientCredits(Exception):
@@ -91,6 +137,68 @@ class Store:
                 (token_hash(token), self.initial_credits),
             )
 
+    def add_user(self, email: str, password: str) -> User:
+        """Create (or update the password of) a user; its credits start as a token's do."""
+        email = email.strip().lower()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?) ON CONFLICT(email)"
+                " DO UPDATE SET password_hash = excluded.password_hash",
+                (
+                    email,
+                    str(uuid.uuid4()),
+                    email.split("@")[0].capitalize(),
+                    password_hash(email, password),
+                    time.time(),
+                ),
+            )
+        user = self.user(email)
+        assert user is not None
+        self.add_token(user.owner)
+        return user
+
+    def user(self, email: str, password: str | None = None) -> User | None:
+        """The user, when it exists (and, given a password, when that is right)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT email, id, name, created, password_hash FROM users WHERE email = ?",
+                (email.strip().lower(),),
+            ).fetchone()
+        if row is None or (password is not None and row[4] != password_hash(row[0], password)):
+            return None
+        return User(*row[:4])
+
+    def create_session(self, user: User, seconds: float, token: str) -> Session:
+        now = time.time()
+        session = Session(str(uuid.uuid4()), token, user, now, now + seconds)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (token_hash(token), session.id, user.email, now, session.expires),
+            )
+        return session
+
+    def session(self, token: str) -> Session | None:
+        """The session of `token`, expired or not (the caller decides)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, user_email, created, expires FROM sessions WHERE token_hash = ?",
+                (token_hash(token),),
+            ).fetchone()
+        if row is None:
+            return None
+        user = self.user(row[1])
+        return None if user is None else Session(row[0], token, user, row[2], row[3])
+
+    def end_session(self, token: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
+
+    def expire_sessions(self) -> None:
+        """Make every session expired now (for tests and rehearsals)."""
+        with self._lock:
+            self._db.execute("UPDATE sessions SET expires = ?", (time.time() - 1,))
+
     def is_known(self, token: str) -> bool:
         with self._lock:
             row = self._db.execute(
@@ -115,6 +223,7 @@ class Store:
         will_fail: bool,
         image_count: int,
         idempotency_key: str | None,
+        job_id: str | None = None,
     ) -> tuple[str, bool]:
         """Charge and store a job; (job id, created). A known key returns its job again."""
         owner = token_hash(token)
@@ -134,7 +243,7 @@ class Store:
                 ).fetchone()
                 if credits < cost:
                     raise InsufficientCredits(credits)
-                job_id = "task_" + uuid.uuid4().hex[:20]
+                job_id = job_id or "task_" + uuid.uuid4().hex[:20]
                 self._db.execute(
                     "UPDATE accounts SET credits = credits - ? WHERE token_hash = ?", (cost, owner)
                 )
@@ -166,14 +275,15 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def job(self, token: str, job_id: str) -> Job | None:
-        """The job if it exists and belongs to `token`, advanced to now."""
+    def job(self, token: str | None, job_id: str) -> Job | None:
+        """The job if it exists and belongs to `token` (None: to anyone), advanced to now."""
         self.finish_due_jobs()
+        owner = "" if token is None else " AND token_hash = ?"
         with self._lock:
             row = self._db.execute(
                 "SELECT id, prompt, model_id, feature_id, mode, aspect_ratio, created, duration,"
-                " image_count, status, error FROM jobs WHERE id = ? AND token_hash = ?",
-                (job_id, token_hash(token)),
+                " image_count, status, error FROM jobs WHERE id = ?" + owner,
+                (job_id,) if token is None else (job_id, token_hash(token)),
             ).fetchone()
         if row is None:
             return None
