@@ -278,7 +278,8 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
-    """Poll until the job is terminal; JobNotFinishedError once `timeout` has passed."""
+    """Poll until the job is terminal; JobNotFinishedError once `timeout` has passed (the
+    last poll is at the deadline itself, so the whole `timeout` is waited)."""
     started = clock()
     delay = max(interval, 0.0)
     while True:
@@ -288,13 +289,13 @@ def wait(
             on_update(job, elapsed)
         if job.status.is_terminal:
             return job
-        if elapsed + delay > timeout:
+        if elapsed >= timeout:
             raise JobNotFinishedError(
                 f"job {task_id} is still {job.status.value} after {timeout:g} s",
                 hint=f"come back later: gpti2 job fetch {task_id} --wait",
                 job=job,
             )
-        sleep(delay)
+        sleep(min(delay, timeout - elapsed))
         delay = min(MAX_POLL_INTERVAL, max(delay * POLL_GROWTH, 0.0))
 
 

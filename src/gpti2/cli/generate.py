@@ -80,6 +80,8 @@ def run(
         target = folder / images.default_name(text, result.info)
         if target.exists() and not force and images.describe_file(target) == result.info:
             verb = "already had"  # the same bytes, under their content-addressed name
+            if settings.base_url != "local" and images.is_emulator_image(result.data):
+                ui.info(f"note: {target} is a placeholder of gpti2's emulator (marked EMULATOR)")
         else:
             files.write_atomic(target, result.data, force)
     else:

@@ -137,7 +137,7 @@ def start(
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
     from gpti2 import files, history, jobs
-    from gpti2.errors import UsageError
+    from gpti2.errors import Gpti2Error, UsageError
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings(
@@ -180,10 +180,20 @@ def start(
             if ui.state.json:
                 ui.out_json(result)
             return
-        job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
-        result["status"] = job.status.value
-        saved = _fetch(ui, client, settings, job, folder, force)
-        record.wrote_files(saved)
+        try:
+            job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
+            result["status"] = job.status.value
+            saved = _fetch(ui, client, settings, job, folder, force)
+            record.wrote_files(saved)
+        except Gpti2Error as exc:  # exit 7/8: the one JSON answer still names the job
+            if ui.state.json:
+                last = getattr(exc, "job", None)
+                if last is not None:
+                    result["status"] = last.status.value
+                error = {"code": int(exc.exit_code), "message": exc.message}
+                ui.out_json({**result, "files": [], "error": error})
+                exc.after_answer()
+            raise
     if ui.state.json:
         ui.out_json({**result, "files": [s.as_json() for s in saved]})
     else:
