@@ -158,7 +158,11 @@ def start(
     if wait:
         files.check_folder(folder)
     # The dialect's model for the mode, unless one was chosen.
-    model_id = None if settings.sources["job_model"].startswith("default") else settings.job_model
+    model_id = settings.job_model
+    if settings.sources["job_model"].startswith("default"):
+        from gpti2.dialects import get
+
+        model_id = get(settings.api).model_for(mode)
     request = jobs.StartRequest(
         text, settings.feature_id, mode, model_id, settings.aspect_ratio, refs
     )
