@@ -5,7 +5,7 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " history" " history path" " history show" " job" " job fetch" " job start" " job status" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " history" " history path" " history show" " inspect" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
@@ -62,7 +62,7 @@ _gpti2() {
     esac
     local words
     case "$path" in
-        "") words="auth batch completion config generate history job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
+        "") words="auth batch completion config generate history inspect job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " auth login") words="--with-token --email --password-stdin --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
@@ -80,6 +80,7 @@ _gpti2() {
         " history") words="path show -q --search --model --since --failed -n --limit --jsonl --json --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " history path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " history show") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " inspect") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job") words="fetch start status --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " job fetch") words="-o --output --force --wait --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " job start") words="--feature-id --mode -m --model -a --aspect-ratio --image --wait -o --output --force --poll-interval --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;

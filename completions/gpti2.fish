@@ -17,6 +17,7 @@ complete -c gpti2 -n '__fish_use_subcommand' -a completion -d 'Print the shell c
 complete -c gpti2 -n '__fish_use_subcommand' -a config -d 'Read and write settings of the active profile'
 complete -c gpti2 -n '__fish_use_subcommand' -a generate -d 'Generate one image on the quick route and write it to disk'
 complete -c gpti2 -n '__fish_use_subcommand' -a history -d 'Every image gpti2 wrote and every failed attempt, newest first; search them'
+complete -c gpti2 -n '__fish_use_subcommand' -a inspect -d 'Show an image\'s format, size, SHA-256, C2PA manifest and where gpti2 made it'
 complete -c gpti2 -n '__fish_use_subcommand' -a job -d 'Start jobs, follow them, and fetch their images'
 complete -c gpti2 -n '__fish_use_subcommand' -a serve -d 'Run the local emulator of the gpt-image2 API'
 complete -c gpti2 -n '__fish_seen_subcommand_from auth; and not __fish_seen_subcommand_from login logout status token' -a login -d 'Store a token (or, with --email, sign in) for the active profile and host; the server'

@@ -122,6 +122,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "history path": [
         ("where the SQLite database is", "gpti2 history path"),
     ],
+    "inspect": [
+        ("format, size, SHA-256, C2PA, and the prompt that made it", "gpti2 inspect fox.png"),
+        ("several files, for a script", "gpti2 inspect *.png --json"),
+    ],
 }
 
 # Placeholders for options whose values are not plain text, by option name.

@@ -198,6 +198,10 @@ COMMANDS = {
         "gpti2.cli.history_cmd",
         "Every image gpti2 wrote and every failed attempt, newest first; search them.",
     ),
+    "inspect": (
+        "gpti2.cli.inspect_cmd",
+        "Show an image's format, size, SHA-256, C2PA manifest and where gpti2 made it.",
+    ),
 }
 
 
