@@ -129,6 +129,17 @@ class Ui:
         stdout.write(text + "\n")
         stdout.flush()
 
+    def out_bytes(self, data: bytes) -> None:
+        """Raw bytes on stdout (`-o -`); a closed pipe raises BrokenPipeError."""
+        stdout = self.env.stdout_.buffer
+        rest = memoryview(data)
+        while rest:  # a pipe may take part of it
+            written = stdout.write(rest)
+            if not written:
+                raise BrokenPipeError
+            rest = rest[written:]
+        stdout.flush()
+
     def out_json(self, payload: Any) -> None:
         import json
 

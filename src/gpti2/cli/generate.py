@@ -10,7 +10,6 @@ function, and typer can only read annotations that are already objects there.)
 """
 
 import time
-from pathlib import Path
 from typing import Any
 
 from gpti2.cli.common import Ui, enter, read_prompt
@@ -28,30 +27,23 @@ def run(
     dry_run: bool = False,
 ) -> None:
     """Generate one image on the quick route and write it to disk (or stdout)."""
-    from gpti2 import files, history, images, quick
-    from gpti2.errors import UsageError
+    from gpti2 import history, images, quick
+    from gpti2 import output as out
 
     settings = ui.settings(provider=provider, model=model, aspect_ratio=aspect_ratio)
     text = read_prompt(prompt, ui)
     request = quick.QuickRequest(text, settings.provider, settings.model, settings.aspect_ratio)
-
     if dry_run:
-        _dry_run(ui, settings.base_url, quick.ROUTE, request.body())
+        _show_plan(ui, out.dry_run_plan(settings.base_url, quick.ROUTE, request.body()))
         return
-
-    to_stdout = output == "-"
-    if to_stdout and ui.state.json:
-        raise UsageError("--json and -o - both write to stdout", hint="choose one of them")
-    if to_stdout and ui.env.isatty("stdout"):  # as curl and httpie: no binary on a screen
-        raise UsageError(
-            "refusing to write the image's bytes to a terminal",
-            hint="redirect them (-o - > image.png), pipe them, or give -o a file or folder",
-        )
-    folder, target = _output_target(output, settings.output_dir)
-    if target is not None:
-        files.check_target(target, force)
-    elif folder is not None:
-        files.check_folder(folder)
+    placement = out.Placement.choose(
+        output,
+        settings.output_dir,
+        force,
+        json_out=ui.state.json,
+        stdout_is_terminal=ui.env.isatty("stdout"),
+    )
+    placement.check()  # before any request: no credits spent on a write that would fail
 
     started = time.monotonic()
     record = history.attempt("generate", request, settings, ui.env.environ, ui.warn)
@@ -61,98 +53,63 @@ def run(
         ui.client(settings, pooled=False) as client,
         ui.spinner(f"generating with {request.provider}…"),
     ):
-        result = quick.generate(client, request)
+        image = quick.generate(client, request)
+    saved = None if placement.to_stdout else placement.save(text, image.data, image.info)
+    if saved is None:
+        ui.out_bytes(image.data)
+    record.wrote(saved and saved.path, image.info, provider=image.provider)
+    answer = out.Generated(
+        saved and saved.path,
+        image.info,
+        image.provider,
+        request.model_id,
+        request.aspect_ratio,
+        round((time.monotonic() - started) * 1000),
+    )
+    # The same bytes as a placeholder the emulator once made: say so, it is no real image.
+    placeholder = bool(
+        saved
+        and saved.already_had
+        and settings.base_url != "local"
+        and images.is_emulator_image(image.data)
+    )
+    _render(ui, answer, saved, placeholder)
 
-    if to_stdout:
-        stdout = ui.env.stdout_.buffer
-        rest = memoryview(result.data)
-        while rest:  # a pipe may take part of it; a closed one raises BrokenPipeError
-            written = stdout.write(rest)
-            if not written:
-                raise BrokenPipeError
-            rest = rest[written:]
-        stdout.flush()
-        record.wrote(None, result.info, provider=result.provider)
-        return
-    verb = "wrote"
-    if target is None:
-        assert folder is not None
-        target = folder / images.default_name(text, result.info)
-        if target.exists() and not force and images.describe_file(target) == result.info:
-            verb = "already had"  # the same bytes, under their content-addressed name
-            if settings.base_url != "local" and images.is_emulator_image(result.data):
-                ui.info(f"note: {target} is a placeholder of gpti2's emulator (marked EMULATOR)")
-        else:
-            files.write_atomic(target, result.data, force)
-    else:
-        files.write_atomic(target, result.data, force)
-        if images.extension_mismatch(target, result.info):
-            ui.note(
-                f"the server sent a {result.info.format.upper()}: {target} holds"
-                f" {result.info.format.upper()} bytes under a {target.suffix} name"
-            )
-    elapsed_ms = round((time.monotonic() - started) * 1000)
-    record.wrote(target, result.info, provider=result.provider)
 
-    info = result.info
-    received = images.reduced_ratio(info.width, info.height)
-    if received and received != request.aspect_ratio:
-        ui.info(
-            f"note: asked for {request.aspect_ratio}, the server sent {received}"
-            f" ({info.width}x{info.height}); it ignored the aspect ratio"
+def _render(ui: Ui, answer: Any, saved: Any, placeholder: bool = False) -> None:
+    """The answer on stdout (a path, or --json) and, for a person, what happened."""
+    info = answer.info
+    if placeholder:
+        ui.note(f"{saved.path} is a placeholder of gpti2's emulator (marked EMULATOR)")
+    if saved is not None and saved.mislabeled:
+        kind = info.format.upper()
+        ui.note(
+            f"the server sent a {kind}: {saved.path} holds {kind} bytes under a"
+            f" {saved.path.suffix} name"
+        )
+    if answer.ratio_ignored:
+        ui.note(
+            f"the server ignored the aspect ratio: asked {answer.requested_aspect_ratio},"
+            f" got {answer.aspect_ratio} ({info.width}x{info.height})"
         )
     if ui.state.json:
-        ui.out_json(
-            {
-                "path": str(target),
-                "bytes": info.bytes,
-                "sha256": info.sha256,
-                "format": info.format,
-                "width": info.width,
-                "height": info.height,
-                "provider": result.provider,
-                "modelId": request.model_id,
-                "aspectRatio": received,
-                "requestedAspectRatio": request.aspect_ratio,
-                "elapsedMs": elapsed_ms,
-            }
-        )
-    else:
-        ui.out(str(target))
+        ui.out_json(answer.as_json())
+    elif saved is not None:
+        ui.out(str(saved.path))
         size = f"{info.width}x{info.height}" if info.width else "?"
-        ui.info(f"{verb} {info.format} {size}, {info.bytes} bytes in {elapsed_ms} ms")
+        ui.info(f"{saved.verb} {info.format} {size}, {info.bytes} bytes in {answer.elapsed_ms} ms")
 
 
-def _dry_run(ui: Ui, base_url: str, route: str, body: dict[str, Any]) -> None:
-    """Print the request that would be sent (stdout), and send nothing."""
+def _show_plan(ui: Ui, plan: dict[str, Any]) -> None:
+    """Print the request a dry run would send (stdout)."""
     import json
 
-    local = base_url == "local"  # its port is only chosen when the emulator starts
-    plan = {
-        "method": "POST",
-        "url": None if local else base_url + route,
-        "baseUrl": base_url,
-        "path": route,
-        "body": body,
-    }
     if ui.state.json:
         ui.out_json(plan)
         return
-    where = f"{route} on the built-in emulator (--base-url local)" if local else plan["url"]
+    where = plan["url"] or f"{plan['path']} on the built-in emulator (--base-url local)"
     ui.out(f"POST {where}")
-    ui.out(json.dumps(body, indent=2, ensure_ascii=False))
-
-
-def _output_target(output: str | None, output_dir: str) -> tuple[Path | None, Path | None]:
-    """(folder for a default name, explicit file): exactly one is set, or neither for `-`."""
-    if output == "-":
-        return None, None
-    if output is None:
-        return Path(output_dir).expanduser(), None
-    path = Path(output).expanduser()
-    if path.is_dir() or output.endswith(("/", "\\")):
-        return path, None
-    return None, path
+    ui.out(json.dumps(plan["body"], indent=2, ensure_ascii=False))
 
 
 def _typer_app() -> Any:
