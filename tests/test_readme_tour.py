@@ -57,6 +57,7 @@ def _script(steps: list[tuple[str, str]]) -> str:
         if "--port" not in command:
             command += " --port 0"
         lines += [
+            "rm -f serve.out",  # else the last server's line could pass for this one's
             f"{command} > serve.out 2> serve.err & pid=$!",
             "for _ in $(seq 100); do [ -s serve.out ] && break; sleep 0.1; done",
             f"[ -s serve.out ] || report {shlex.quote(text)}",
