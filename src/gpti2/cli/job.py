@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,8 +20,8 @@ from gpti2.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from gpti2.client import ApiClient
-    from gpti2.jobs import Job, SavedFile
+    from gpti2.jobrun import JobEvents, Outcome, Plan
+    from gpti2.jobs import Job
     from gpti2.settings import Settings
 
 app = command_app("Start jobs, follow them, and fetch their images.")
@@ -47,60 +49,62 @@ def _output_dir(output: Path | None, settings: Settings) -> Path:
     return (output or Path(settings.output_dir)).expanduser()
 
 
-def _wait(ui: Ui, client: ApiClient, settings: Settings, task_id: str, poll, timeout) -> Job:
-    """Poll with a live status line on stderr (its clock ticks on its own) until the job is
-    terminal."""
+def _plan(
+    settings: Settings,
+    *,
+    wait: bool,
+    poll: float | None,
+    timeout: float,
+    folder: Path | None = None,
+    force: bool = False,
+) -> Plan:
+    from gpti2.jobrun import Plan
+
+    interval = settings.poll_interval if poll is None else poll
+    return Plan(wait, interval, timeout, folder, force, settings.max_images)
+
+
+def _events(ui: Ui, started: Callable[[Job], None] = lambda job: None) -> JobEvents:
+    """How a job is shown: a spinner while asking, a live status line (its clock ticks on
+    its own) while waiting, a progress bar per download."""
     from gpti2 import jobs
+    from gpti2.jobrun import JobEvents
 
-    with ui.live(f"job {task_id}: waiting") as show:
+    @contextlib.contextmanager
+    def waiting(task_id: str) -> Iterator[Callable[[Job, float], None]]:
+        with ui.live(f"job {task_id}: waiting") as show:
 
-        def update(job: Job, elapsed: float) -> None:
-            word = (
-                job.status.value
-                if job.status is not jobs.JobStatus.UNKNOWN
-                else (f"unknown status {job.raw_status!r}")
-            )
-            pct = f" {job.progress:.0f}%" if job.progress is not None else ""
-            show(f"job {task_id}: {word}{pct}")
+            def update(job: Job, elapsed: float) -> None:
+                word = (
+                    job.status.value
+                    if job.status is not jobs.JobStatus.UNKNOWN
+                    else (f"unknown status {job.raw_status!r}")
+                )
+                pct = f" {job.progress:.0f}%" if job.progress is not None else ""
+                show(f"job {task_id}: {word}{pct}")
 
-        return jobs.wait(
-            client,
-            task_id,
-            interval=settings.poll_interval if poll is None else poll,
-            timeout=timeout,
-            on_update=update,
-        )
+            yield update
 
-
-def _current(
-    ui: Ui, client: ApiClient, settings: Settings, task_id: str, wait: bool, poll, timeout
-) -> Job:
-    """The job as it is now, or with `wait` once it has finished."""
-    from gpti2 import jobs
-
-    if wait:
-        return _wait(ui, client, settings, task_id, poll, timeout)
-    with ui.spinner(f"job {task_id}: asking for its status"):
-        return jobs.status(client, task_id)
+    return JobEvents(
+        starting=lambda: ui.spinner("starting the job…"),
+        started=started,
+        asking=lambda task_id: ui.spinner(f"job {task_id}: asking for its status"),
+        waiting=waiting,
+        downloading=lambda job: ui.downloads(),
+    )
 
 
-def _fetch(
-    ui: Ui, client: ApiClient, settings: Settings, job: Job, folder: Path, force: bool
-) -> list[SavedFile]:
-    from gpti2 import jobs
-
-    limit = settings.max_images
-    with ui.downloads() as bars:
-        saved = jobs.fetch(client, job, folder, force=force, progress=bars, limit=limit)
-    if len(job.images) > limit:
+def _said_of(ui: Ui, outcome: Outcome, plan: Plan) -> None:
+    """What a person should know of a fetch: images left out, files kept."""
+    job = outcome.job
+    if len(job.images) > plan.max_images:
         ui.warn(
-            f"job {job.task_id} lists {len(job.images)} images; took the first {limit}"
-            " (the max_images setting)"
+            f"job {job.task_id} lists {len(job.images)} images; took the first"
+            f" {plan.max_images} (the max_images setting)"
         )
-    for item in saved:
+    for item in outcome.saved:
         if item.kept:
             ui.info(f"kept existing {item.path} (use --force to download again)")
-    return saved
 
 
 @app.command("start")
@@ -136,7 +140,7 @@ def start(
     quiet: QuietOption = False,
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
-    from gpti2 import files, history, jobs
+    from gpti2 import files, history, jobrun, jobs
     from gpti2.errors import Gpti2Error, UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -167,30 +171,24 @@ def start(
         text, settings.feature_id, mode, model_id, settings.aspect_ratio, refs
     )
     record = history.attempt("job start", request, settings, ui.env.environ, ui.warn)
-    with record.failures(), ui.client(settings, auth=True) as client:
-        with ui.spinner("starting the job…"):
-            job = jobs.start(client, request)
+    result: dict[str, object] = {}
+
+    def started(job: Job) -> None:
         record.started_job(job.task_id)
+        result.update(job.ids(), status=job.status.value, creditsRemaining=job.credits_remaining)
         if ui.state.json:
             ui.info(f"started job {job.task_id}")
         else:
             ui.out(job.task_id)  # before any waiting, so an interrupted wait can resume
-        result = {
-            **job.ids(),
-            "status": job.status.value,
-            "creditsRemaining": job.credits_remaining,
-        }
-        if not wait:
-            if ui.state.json:
-                ui.out_json(result)
-            return
+
+    plan = _plan(
+        settings, wait=wait, poll=poll_interval, timeout=wait_timeout, folder=folder, force=force
+    )
+    with record.failures(), ui.client(settings, auth=True) as client:
         try:
-            job = _wait(ui, client, settings, job.task_id, poll_interval, wait_timeout)
-            result["status"] = job.status.value
-            saved = _fetch(ui, client, settings, job, folder, force)
-            record.wrote_files(saved)
+            outcome = jobrun.start(client, request, plan, _events(ui, started))
         except Gpti2Error as exc:  # exit 7/8: the one JSON answer still names the job
-            if ui.state.json:
+            if ui.state.json and result:
                 last = getattr(exc, "job", None)
                 if last is not None:
                     result["status"] = last.status.value
@@ -198,10 +196,17 @@ def start(
                 ui.out_json({**result, "files": [], "error": error})
                 exc.after_answer()
             raise
+        record.wrote_files(outcome.saved)
+    if not wait:
+        if ui.state.json:
+            ui.out_json(result)
+        return
+    _said_of(ui, outcome, plan)
+    result["status"] = outcome.job.status.value
     if ui.state.json:
-        ui.out_json({**result, "files": [s.as_json() for s in saved]})
+        ui.out_json({**result, "files": [s.as_json() for s in outcome.saved]})
     else:
-        for item in saved:
+        for item in outcome.saved:
             ui.out(str(item.path))
 
 
@@ -216,7 +221,7 @@ def status(
     quiet: QuietOption = False,
 ) -> None:
     """Print the job's status: pending, running, succeeded, failed, canceled or unknown."""
-    from gpti2 import jobs
+    from gpti2 import jobrun, jobs
     from gpti2.errors import JobNotFinishedError
 
     ui = enter(ctx, json_out, quiet)
@@ -228,9 +233,10 @@ def status(
         else:
             ui.out(job.status.value)
 
+    plan = _plan(settings, wait=wait, poll=poll_interval, timeout=wait_timeout)
     with ui.client(settings, auth=True) as client:
         try:
-            job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
+            job = jobrun.follow(client, task_id, plan, _events(ui)).job
         except JobNotFinishedError as exc:  # --wait-timeout: still say where it stands
             if isinstance(exc.job, jobs.Job):
                 answer(exc.job)
@@ -255,21 +261,24 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download every image of a finished job as <ID>-<n>.<ext>."""
-    from gpti2 import files, history
+    from gpti2 import files, history, jobrun
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     folder = _output_dir(output, settings)
     files.check_folder(folder)
     record = history.job_attempt(settings, ui.env.environ, ui.warn, "job fetch", task_id)
+    plan = _plan(
+        settings, wait=wait, poll=poll_interval, timeout=wait_timeout, folder=folder, force=force
+    )
     with record.failures(), ui.client(settings, auth=True) as client:
-        job = _current(ui, client, settings, task_id, wait, poll_interval, wait_timeout)
-        saved = _fetch(ui, client, settings, job, folder, force)
-        record.wrote_files(saved)
+        outcome = jobrun.follow(client, task_id, plan, _events(ui))
+        record.wrote_files(outcome.saved)
+    _said_of(ui, outcome, plan)
+    job = outcome.job
     if ui.state.json:
-        ui.out_json(
-            {**job.ids(), "status": job.status.value, "files": [s.as_json() for s in saved]}
-        )
+        files_json = [s.as_json() for s in outcome.saved]
+        ui.out_json({**job.ids(), "status": job.status.value, "files": files_json})
     else:
-        for item in saved:
+        for item in outcome.saved:
             ui.out(str(item.path))
