@@ -71,3 +71,11 @@ def test_prompt_from_stdin_at_a_terminal_says_it_is_reading(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "reading the prompt from stdin" in err.getvalue()
     assert '"prompt": "a fox"' in result.stdout
+
+
+def test_config_json_shapes_come_from_the_settings_object(cli) -> None:
+    from gpti2.settings import resolve
+
+    settings = resolve({})
+    assert cli("config", "list", "--json").json == settings.as_json()
+    assert cli("config", "get", "retries", "--json").json == settings.setting_json("retries")

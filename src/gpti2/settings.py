@@ -356,6 +356,20 @@ class Settings:
         except KeyError:
             raise AttributeError(key) from None
 
+    def as_json(self) -> dict[str, Any]:
+        """`config list --json`: the profile, the file, every value and its source."""
+        return {
+            "profile": self.profile,
+            "path": str(self.path),
+            "settings": {
+                k: {"value": v, "source": self.sources[k]} for k, v in self.values.items()
+            },
+        }
+
+    def setting_json(self, key: str) -> dict[str, Any]:
+        """`config get KEY --json`: one value and where it came from."""
+        return {"key": key, "value": self.values[key], "source": self.sources[key]}
+
 
 def resolve(
     flags: Mapping[str, Any] | None = None,

@@ -31,7 +31,7 @@ def get(ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: Qu
     settings = ui.settings()
     value = settings.values[key]
     if ui.state.json:
-        ui.out_json({"key": key, "value": value, "source": settings.sources[key]})
+        ui.out_json(settings.setting_json(key))
     else:
         ui.out(str(value))
 
@@ -79,16 +79,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption =
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
     if ui.state.json:
-        ui.out_json(
-            {
-                "profile": settings.profile,
-                "path": str(settings.path),
-                "settings": {
-                    k: {"value": v, "source": settings.sources[k]}
-                    for k, v in settings.values.items()
-                },
-            }
-        )
+        ui.out_json(settings.as_json())
         return
     rows = [("profile", settings.profile, settings.sources["profile"])]
     rows += [(k, str(v), settings.sources[k]) for k, v in settings.values.items()]
