@@ -813,3 +813,20 @@ def test_an_endless_chunked_download_stops_at_the_timeout(cli, hostile, sandbox)
     assert time.monotonic() - began < 2.5
     assert tree(sandbox) == {"out"}
     assert_clean(run)
+
+
+@pytest.mark.parametrize("route", ["status", "quick"])
+def test_headers_dripping_in_stop_at_the_timeout(cli, hostile, route) -> None:
+    import time
+
+    head = b"HTTP/1.1 200 OK\r\nX-Slow: "
+    hostile.route(
+        STATUS if route == "status" else QUICK, [(head, 0.0)] + [(b"a", 0.2) for _ in range(50)]
+    )
+    command = ["job", "status", "t1"] if route == "status" else ["generate", "x"]
+    began = time.monotonic()
+    run = cli(*command, "--timeout", "1", "--retries", "0", "--base-url", hostile.url)
+    assert run.exit_code == 6, run.stderr
+    assert time.monotonic() - began < 2.5
+    assert "within 1 s" in run.stderr
+    assert_clean(run)

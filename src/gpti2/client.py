@@ -290,6 +290,36 @@ class _SingleTransport:
         pass
 
 
+class _PastDeadline(Exception):
+    """Raised by SIGALRM in the main thread when a request outlives its timeout."""
+
+
+@contextlib.contextmanager
+def _deadline_alarm(deadline: float) -> Iterator[None]:
+    """In the main thread, interrupt whatever a request waits on (connecting, a header
+    dripping in, the body) at `deadline`. In other threads (batch workers) the body
+    loop's own check of the deadline is the bound."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def ring(signum: int, frame: object) -> None:
+        if armed[0]:
+            raise _PastDeadline
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        armed[0] = False  # first: a late ring must not fail a request that finished
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _cut(exc: BaseException) -> TransportFailure:
     return TransportFailure(exc, not_sent=False, timed_out=isinstance(exc, TimeoutError))
 
@@ -537,9 +567,31 @@ class ApiClient:
         progress: Progress | None,
         secret_body: bool = False,
     ) -> Reply:
+        """One attempt, bounded as a whole by the timeout: connecting, the headers, the
+        body and any redirects."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            with _deadline_alarm(deadline):
+                return self._hops(
+                    method, url, json_body, headers, auth, sink, progress, secret_body, deadline
+                )
+        except _PastDeadline:
+            raise _cut(TimeoutError("the whole request took too long")) from None
+
+    def _hops(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        headers: dict[str, str] | None,
+        auth: bool,
+        sink: Callable[[], IO[bytes]] | None,
+        progress: Progress | None,
+        secret_body: bool,
+        deadline: float,
+    ) -> Reply:
         base_origin = origin(self.base_url)
         send_credentials = auth and self.credentials is not None
-        deadline = time.monotonic() + self.timeout  # the whole request, body included
         for _hop in range(MAX_REDIRECTS + 1):
             if origin(url) != base_origin:
                 refuse_link_local(url)
