@@ -137,10 +137,10 @@ def batch(
 
 
 def _shard(ui: Ui, value: str | None):
-    from gpti2.batch import shard
-
     if value is None:
         return None
+    from gpti2.batch import shard
+
     if value.strip().lower() != "auto":
         return shard.parse(value)
     found, source = shard.from_environment(ui.env.environ)
@@ -177,7 +177,7 @@ def _run(
     from gpti2.errors import UsageError
 
     todo = [item for item in items if item.reason is not None]
-    blocking = core.conflicts(spec, lock, items)
+    blocking = core.conflicts(spec, lock, items) if todo else []
     if blocking:
         raise UsageError(
             f"{blocking[0]} already exists and the lock file does not record it",
