@@ -12,7 +12,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpti2 import files
 from gpti2.errors import ServerError
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif"}
@@ -239,14 +238,6 @@ def extension_mismatch(path: Path, info: ImageInfo) -> bool:
 def default_name(prompt: str, info: ImageInfo) -> str:
     """`<slug>-<hash8>.<ext>`, the content-addressed default file name."""
     return f"{slugify(prompt)}-{info.sha256[:8]}.{info.extension}"
-
-
-# The file rules live in files.py; these names stay for callers that use them from here.
-check_writable_target = files.check_target
-check_writable_dir = files.check_folder
-atomic_output = files.atomic_output
-publish = files.publish
-write_atomic = files.write_atomic
 
 
 EMULATOR_SOFTWARE = b"gpti2 emulator"

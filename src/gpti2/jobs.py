@@ -394,7 +394,7 @@ def save_image(
         data = images.decode_base64_image(ref)
         info = images.describe(data)
         path = folder / f"{stem}.{info.extension}"
-        images.write_atomic(path, data, force)
+        files.write_atomic(path, data, force)
         return SavedFile(path, info)
     return _download(client, ref, folder, stem, force, report)
 
