@@ -248,3 +248,51 @@ def test_sigterm_with_jobs_in_flight_then_a_rerun_resumes_them(tmp_path, make_em
     assert sorted(k.split("/")[4] for k in fetched) == sorted(running.values())
     records = json.loads((folder / "assets.lock.json").read_text())["images"]
     assert all("state" not in r and r["taskId"] == running[n] for n, r in records.items())
+
+
+def test_a_job_the_server_does_not_know_is_started_anew(cli, tmp_path, emulator, monkeypatch):
+    from gpti2.batch import load_manifest
+    from gpti2.settings import resolve
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPTI2_TOKEN", TOKEN)
+    monkeypatch.setenv("GPTI2_POLL_INTERVAL", "0.05")
+    (tmp_path / "assets.toml").write_text(manifest(1, route="job"))
+    entry = load_manifest(tmp_path / "assets.toml", resolve({})).entries[0]
+    running = {
+        "fingerprint": entry.fingerprint(),
+        "origin": emulator.url,
+        "taskId": "gone-job",
+        "state": "running",
+    }
+    (tmp_path / "assets.lock.json").write_text(
+        json.dumps({"version": 1, "images": {"img0": running}})
+    )
+    check = cli("batch", "assets.toml", "--check", "--base-url", emulator.url)
+    assert check.stdout == "img0\tjob gone-job still running\n"
+    run = cli("batch", "assets.toml", "--base-url", emulator.url)
+    assert run.exit_code == 0, run.stderr
+    assert emulator.requests["POST /api/aiimage/start"] == 1
+    record = json.loads((tmp_path / "assets.lock.json").read_text())["images"]["img0"]
+    assert record["taskId"] != "gone-job" and "state" not in record
+
+
+def test_a_journal_left_by_a_crash_is_folded_in_and_a_cut_line_ignored(
+    cli, tmp_path, monkeypatch
+) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    (root / "assets.toml").write_text(manifest(2))
+    assert cli("batch", "assets.toml", "--base-url", "local").exit_code == 0
+    lock_path = root / "assets.lock.json"
+    records = json.loads(lock_path.read_text())["images"]
+    # the lock as it was before img1 finished, and the journal a killed run left
+    lock_path.write_text(json.dumps({"version": 1, "images": {"img0": records["img0"]}}))
+    line = json.dumps({"name": "img1", "record": records["img1"]})
+    (root / ".assets.lock.json.journal").write_text(line + '\n{"name": "img')
+    check = cli("batch", "assets.toml", "--check", "--base-url", "local")
+    assert check.exit_code == 0, check.stdout
+    assert cli("batch", "assets.toml", "--base-url", "local").exit_code == 0
+    assert json.loads(lock_path.read_text())["images"] == records
+    assert not (root / ".assets.lock.json.journal").exists()

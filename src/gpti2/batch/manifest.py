@@ -170,6 +170,8 @@ def load_manifest(path: Path, settings: Settings) -> Manifest:
     defaults, items = validate(path, raw)
     root = path.parent.resolve()
     seen: set[str] = set()
+    ratios: dict[str, str] = {}
+    folders: dict[str, Path] = {}
     entries = []
     for index, image in enumerate(items):
         name = image["name"]
@@ -190,12 +192,15 @@ def load_manifest(path: Path, settings: Settings) -> Manifest:
 
         route = pick("route") or "quick"
         ratio = pick("aspect_ratio") or settings.aspect_ratio
-        ratio = parse_value("aspect_ratio", ratio, f"{where}, key 'aspect_ratio'")
-        folder = (root / (pick("output_dir") or ".")).resolve()
+        if ratio not in ratios:  # each distinct value checked once
+            ratios[ratio] = parse_value("aspect_ratio", ratio, f"{where}, key 'aspect_ratio'")
+        ratio = ratios[ratio]
+        output_dir = pick("output_dir") or "."
+        folder = folders.get(output_dir)
+        if folder is None:
+            folder = folders[output_dir] = (root / output_dir).resolve()
         if not folder.is_relative_to(root):
-            raise UsageError(
-                f"{where}: output_dir {pick('output_dir')!r} is outside the manifest's folder"
-            )
+            raise UsageError(f"{where}: output_dir {output_dir!r} is outside the manifest's folder")
         job = route == "job"
         entries.append(
             Entry(
