@@ -255,7 +255,24 @@ class Runner:
     # -- workers ----------------------------------------------------------------------
 
     def _start(self, entry: Entry) -> str:
-        from gpti2 import jobs
+        """Start the entry's job (the jobs core's start); its id is in the journal, with
+        `state: running`, before anything waits on it."""
+        from gpti2 import jobrun, jobs
+
+        def started(job: jobs.Job) -> None:
+            self.lock.record(
+                entry.name,
+                {
+                    "fingerprint": entry.fingerprint(),
+                    "inputs": entry.shape(),
+                    "origin": self.origin,
+                    "taskId": job.task_id,
+                    "state": RUNNING,
+                    "startedAt": now(),
+                },
+            )
+            self.started[entry.name] = job.task_id
+            self.events.begin(entry, f"started job {job.task_id}")
 
         self.events.begin(entry, "starting")
         request = jobs.StartRequest(
@@ -265,21 +282,10 @@ class Runner:
             entry.model,
             entry.aspect_ratio,
         )
-        task_id = jobs.start(self.client, request).task_id
-        self.lock.record(
-            entry.name,
-            {
-                "fingerprint": entry.fingerprint(),
-                "inputs": entry.shape(),
-                "origin": self.origin,
-                "taskId": task_id,
-                "state": RUNNING,
-                "startedAt": now(),
-            },
+        outcome = jobrun.start(
+            self.client, request, jobrun.Plan(), jobrun.JobEvents(started=started)
         )
-        self.started[entry.name] = task_id
-        self.events.begin(entry, f"started job {task_id}")
-        return task_id
+        return outcome.job.task_id
 
     def _finish_job(self, item: Item, began: float) -> None:
         from gpti2 import files, jobs
