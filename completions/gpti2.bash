@@ -5,7 +5,7 @@ _gpti2() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
         case "$w" in -*) continue ;; esac
-        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " generate" " history" " history path" " history show" " inspect" " job" " job fetch" " job start" " job status" " serve"; do
+        for known in " auth" " auth login" " auth logout" " auth status" " auth token" " batch" " compare" " completion" " config" " config get" " config list" " config path" " config set" " config unset" " gallery" " generate" " history" " history path" " history show" " inspect" " job" " job fetch" " job start" " job status" " serve"; do
             if [[ "$path $w" == "$known" ]]; then path="$path $w"; break; fi
         done
     done
@@ -38,6 +38,7 @@ _gpti2() {
         --provider) COMPREPLY=($(compgen -W "openai replicate fireworks vertex" -- "$cur")); return ;;
         --rate-limit) return ;;
         --retries) return ;;
+        --route) return ;;
         --search) return ;;
         --seed) return ;;
         --shard) return ;;
@@ -62,13 +63,14 @@ _gpti2() {
     esac
     local words
     case "$path" in
-        "") words="auth batch completion config generate history inspect job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
+        "") words="auth batch compare completion config gallery generate history inspect job serve --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet --version -h --help" ;;
         " auth") words="login logout status token --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " auth login") words="--with-token --email --password-stdin --insecure-storage --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth logout") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth status") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " auth token") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " batch") words="-j --concurrency --check --deep --dry-run --force --only --shard --merge --no-wait --wait-timeout --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " compare") words="-m --model -a --aspect-ratio -o --output --open -j --concurrency --route --force --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " completion") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config") words="get list path set unset --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose --json -q --quiet -h --help" ;;
         " config get") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
@@ -76,6 +78,7 @@ _gpti2() {
         " config path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config set") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " config unset") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
+        " gallery") words="-q --search --model --since -n --limit -o --output --open --force --json --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " generate") words="-p --provider -m --model -a --aspect-ratio -o --output --force --dry-run --json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " history") words="path show -q --search --model --since --failed -n --limit --jsonl --json --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;
         " history path") words="--json -q --quiet --base-url --profile --timeout --retries --no-progress --allow-insecure-http -v --verbose -h --help" ;;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -418,38 +417,17 @@ class Runner:
 
     def _parallel(self, items: list[Item], work: Callable[[Item], None]) -> None:
         """Run `work` over `items` on daemon threads; Ctrl-C stops handing out work."""
-        if not items:
-            return
-        pending: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        for item in items:
-            pending.put(item)
+        from gpti2 import workers
 
-        def worker() -> None:
-            while not self.stop.is_set():
-                try:
-                    item = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    work(item)
-                except Interrupted:
-                    return
-
-        threads = [
-            threading.Thread(target=worker, name=f"gpti2-batch-{i}", daemon=True)
-            for i in range(max(1, min(self.concurrency, len(items))))
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.1)
-        except KeyboardInterrupt:
-            self.interrupt(threads)
-            raise
-        if self.stop.is_set():
-            raise KeyboardInterrupt
+        workers.parallel(
+            items,
+            work,
+            concurrency=self.concurrency,
+            stop=self.stop,
+            name="gpti2-batch",
+            on_interrupt=self.interrupt,
+            stopped=(Interrupted,),
+        )
 
     def interrupt(self, threads: list[threading.Thread]) -> None:
         """Stop: let in-flight workers notice, then remove any temporary file they left."""

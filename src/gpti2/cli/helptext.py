@@ -122,6 +122,22 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "history path": [
         ("where the SQLite database is", "gpti2 history path"),
     ],
+    "compare": [
+        (
+            "two models on one prompt, offline",
+            'gpti2 compare "a red fox" -m openai:dall-e-3 -m replicate:flux --base-url local',
+        ),
+        (
+            "two prompts, two shapes, then open the page",
+            'gpti2 compare "a fox" "a hare" -m openai:dall-e-3 -a 1:1 -a 16:9 --open',
+        ),
+        ("job-route models", 'gpti2 compare "a fox" -m gpt-image-2-t2i --route job -o cmp/'),
+    ],
+    "gallery": [
+        ("the page of the last 200 images", "gpti2 gallery --open"),
+        ("every fox of the week", "gpti2 gallery -q fox --since 7d -o foxes.html"),
+        ("a folder of images", "gpti2 gallery assets/generated"),
+    ],
     "inspect": [
         ("format, size, SHA-256, C2PA, and the prompt that made it", "gpti2 inspect fox.png"),
         ("several files, for a script", "gpti2 inspect *.png --json"),

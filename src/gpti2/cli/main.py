@@ -202,6 +202,14 @@ COMMANDS = {
         "gpti2.cli.inspect_cmd",
         "Show an image's format, size, SHA-256, C2PA manifest and where gpti2 made it.",
     ),
+    "compare": (
+        "gpti2.cli.compare",
+        "Put prompts and models side by side: every prompt with every model, on one page.",
+    ),
+    "gallery": (
+        "gpti2.cli.gallery_cmd",
+        "Make the compare page from the history (searched and filtered) or from a folder.",
+    ),
 }
 
 
