@@ -296,3 +296,15 @@ def test_a_journal_left_by_a_crash_is_folded_in_and_a_cut_line_ignored(
     assert cli("batch", "assets.toml", "--base-url", "local").exit_code == 0
     assert json.loads(lock_path.read_text())["images"] == records
     assert not (root / ".assets.lock.json.journal").exists()
+
+
+def test_a_fragment_passing_placeholders_off_as_real_images_is_refused(cli, sharded) -> None:
+    emu, final, _ = sharded
+    fragment = final / "assets.lock.shard-4-of-4.json"
+    data = json.loads(fragment.read_text())
+    for record in data["images"].values():
+        record["origin"] = "https://www.gpt-image2.dev"
+    fragment.write_text(json.dumps(data))
+    errors = _refused(cli, final, emu, fragment.name)
+    assert len(errors) == len(data["images"])
+    assert all("placeholder of gpti2's emulator" in e for e in errors)

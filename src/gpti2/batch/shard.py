@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpti2.batch.lock import RUNNING, StatCache, read_document, sidecar
+from gpti2.batch.lock import RUNNING, StatCache, may_serve_placeholders, read_document, sidecar
 from gpti2.batch.manifest import Manifest
 from gpti2.errors import UsageError
 
@@ -157,9 +157,12 @@ def _file_problem(manifest: Manifest, record: dict[str, Any], cache: StatCache) 
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
         return f"{relative} is outside the manifest's folder"
-    digest, _ = cache.look(root / relative, relative, deep=True)
+    digest, emulator = cache.look(root / relative, relative, deep=True)
     if digest is None:
         return f"{relative} is missing"
     if digest != expected:
         return f"{relative} does not match its SHA-256 (file changed)"
+    made_by = str(record.get("origin"))
+    if emulator and not may_serve_placeholders(made_by):
+        return f"{relative} is a placeholder of gpti2's emulator, not made by {made_by}"
     return None
