@@ -37,7 +37,7 @@ def batch(
         list[Path] | None,
         typer.Argument(
             help="With --merge: the shards' lock fragments (default: all beside the manifest).",
-            metavar="[FRAGMENT]...",
+            metavar="FRAGMENT",
             show_default=False,
         ),
     ] = None,

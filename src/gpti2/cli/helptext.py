@@ -54,6 +54,11 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("in CI: exit 9 when an image is missing or stale", "gpti2 batch assets.toml --check"),
         ("regenerate one image", "gpti2 batch assets.toml --only hero --force"),
         ("rehearse offline, no credits", "GPTI2_BASE_URL=local gpti2 batch assets.toml"),
+        (
+            "one CI runner's share (GitLab parallel: --shard auto)",
+            "gpti2 batch assets.toml --shard 2/4",
+        ),
+        ("verify and merge the shards' fragments", "gpti2 batch assets.toml --merge"),
     ],
     "auth": [
         ("store a token in the OS keyring", "gpti2 auth login"),
