@@ -141,8 +141,8 @@ def _table(ui: Ui, rows: list[dict[str, Any]]) -> None:
     table.add_column("when", no_wrap=True)
     table.add_column("model", no_wrap=True)
     table.add_column("size", no_wrap=True, justify="right")
-    table.add_column("file", overflow="fold")
-    table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=48)
+    table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("file", overflow="fold", min_width=24)
     styles = {"ok": "green", "stdout": "green", "missing": "yellow", "changed": "yellow"}
     for row in rows:
         outcome = _outcome(row)
@@ -160,8 +160,8 @@ def _table(ui: Ui, rows: list[dict[str, Any]]) -> None:
             _local_time(row["time"]),
             Text(shown(_model(row), None)),
             size,
-            where,
             Text(shown(row.get("prompt") or "", None)),
+            where,
         )
     Console(file=ui.env.stdout_, highlight=False, soft_wrap=False).print(table)
 
