@@ -89,6 +89,7 @@ def test_history_can_be_turned_off(cli, emulator, how) -> None:
         env["GPTI2_NO_HISTORY"] = "1"
     else:
         assert cli("config", "set", "history", "false").exit_code == 0
+        assert cli("config", "get", "history").stdout == "false\n"
     run = cli("generate", "x", "--base-url", emulator.url, env=env)
     assert run.exit_code == 0, run.stderr
     assert not _db().exists()

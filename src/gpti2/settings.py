@@ -304,6 +304,13 @@ def load_config(path: Path) -> dict[str, dict[str, Any]]:
     return result
 
 
+def shown_value(value: Any) -> str:
+    """A setting's value as a person writes it (`true`/`false` for switches)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

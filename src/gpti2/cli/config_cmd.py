@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from gpti2.cli.common import JsonOption, QuietOption, command_app, enter
+from gpti2.settings import shown_value
 
 app = command_app("Read and write settings of the active profile.")
 
@@ -33,7 +34,7 @@ def get(ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: Qu
     if ui.state.json:
         ui.out_json(settings.setting_json(key))
     else:
-        ui.out(str(value))
+        ui.out(shown_value(value))
 
 
 @app.command("set", context_settings={"ignore_unknown_options": True})
@@ -54,7 +55,8 @@ def set_(
     config.save_value(current.path, current.profile, key, parsed)
     if ui.state.json:
         ui.out_json({"key": key, "value": parsed, "profile": current.profile})
-    ui.info(f"set {key} = {parsed!r} in [profiles.{current.profile}] of {current.path}")
+    shown = shown_value(parsed) if isinstance(parsed, bool) else repr(parsed)
+    ui.info(f"set {key} = {shown} in [profiles.{current.profile}] of {current.path}")
 
 
 @app.command("unset")
@@ -82,7 +84,7 @@ def list_(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption =
         ui.out_json(settings.as_json())
         return
     rows = [("profile", settings.profile, settings.sources["profile"])]
-    rows += [(k, str(v), settings.sources[k]) for k, v in settings.values.items()]
+    rows += [(k, shown_value(v), settings.sources[k]) for k, v in settings.values.items()]
     key_width = max(len(key) for key, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
     for key, value, source in rows:
