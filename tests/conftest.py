@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -22,6 +23,12 @@ from gpti2.emulator import EmulatorConfig, running_emulator
 TOKEN = "tok_test_7f3a9c1e5b2d4f60a8e1"
 OTHER_TOKEN = "tok_other_0c4e8a2f6b1d3e5a7c9f"
 TESTS = Path(__file__).parent
+
+# A shell's background job (a CI runner, `cmd &`) starts with SIGINT ignored, and ignored
+# signals stay ignored across exec: every gpti2 the tests start would then shrug off the
+# Ctrl-C they send it. A user's terminal delivers it, so the tests restore that.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
