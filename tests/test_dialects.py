@@ -372,3 +372,56 @@ def test_verbose_never_shows_a_traceback_for_a_handled_error(cli, configured) ->
     run = cli("-v", "job", "status", "nope")
     assert run.exit_code == 3  # not signed in
     assert "Traceback" not in run.stderr
+
+
+def test_a_rate_limited_get_session_is_asked_again_after_retry_after(cli, make_emulator):
+    # better-auth on the template: a second get-session with the same cookie within
+    # 800 ms is a 429 with Retry-After: 1 (login checks the session, then status asks)
+    emu = signed_in_to(cli, make_emulator, session_interval=0.8)
+    run = cli("auth", "status", "--json")
+    assert run.exit_code == 0, run.stderr
+    assert run.json["signedIn"] is True
+    assert emu.requests["GET /api/auth/get-session"] == 3  # login's, the 429, the retry
+
+
+def test_logout_ends_the_session_on_the_server(cli, configured) -> None:
+    assert sign_in(cli).exit_code == 0
+    value = cli("auth", "token").stdout.strip()
+    assert cli("auth", "logout").exit_code == 0
+    assert configured.requests["POST /api/auth/sign-out"] == 1
+    headers = {"Cookie": f"better-auth.session_token={value}"}
+    assert httpx.get(configured.url + "/api/auth/get-session", headers=headers).json() is None
+
+
+def test_hints_after_a_lost_session_keep_how_it_was_stored(cli, configured) -> None:
+    assert sign_in(cli, ALICE, ALICE_PW, "--insecure-storage").exit_code == 0
+    configured.store.expire_sessions()
+    run = cli("job", "start", "x")
+    assert run.exit_code == 3
+    assert f"auth login --email {ALICE} --insecure-storage" in run.stderr
+
+
+def test_a_status_answer_that_keeps_failing_ends_with_how_to_resume(cli, configured, monkeypatch):
+    from gpti2 import jobs
+
+    monkeypatch.setattr(jobs, "WAIT_PATIENCE", 0.3)
+    assert sign_in(cli).exit_code == 0
+    task_id = cli("job", "start", "x").stdout.strip()
+    for _ in range(40):
+        configured.fail_next(503, path="/api/ai/query")
+    run = cli("job", "status", task_id, "--wait", "--retries", "0")
+    assert run.exit_code == 6
+    assert f"gpti2 job status {task_id} --wait" in run.stderr
+
+
+def test_a_local_reference_image_warns_that_the_provider_may_refuse_it(cli, configured, tmp_path):
+    from gpti2.emulator.art import placeholder_png
+
+    assert sign_in(cli).exit_code == 0
+    reference = tmp_path / "ref.png"
+    reference.write_bytes(placeholder_png("ref", 8, 8))
+    run = cli("job", "start", "make it blue", "--image", str(reference))
+    assert run.exit_code == 0, run.stderr
+    assert "data: URL" in run.stderr and "https:// URL" in run.stderr
+    by_url = cli("job", "start", "make it blue", "--image", "https://example.com/ref.png")
+    assert by_url.exit_code == 0 and "warning" not in by_url.stderr

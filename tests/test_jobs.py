@@ -326,6 +326,8 @@ def test_envelope_errors_under_http_200_map_to_exit_codes(cli, scripted, signed_
 
 
 def test_polling_starts_at_the_interval_and_grows_to_10_seconds() -> None:
+    from types import SimpleNamespace
+
     from gpti2.dialects import ServerApi
     from gpti2.jobs import wait
 
@@ -333,9 +335,10 @@ def test_polling_starts_at_the_interval_and_grows_to_10_seconds() -> None:
         calls = 0
         api = ServerApi.default()
 
-        def call(self, method, path, policy=None, json_body=None, auth=False):
+        def exchange(self, method, path, policy=None, json_body=None, auth=False):
             Client.calls += 1
-            return {"taskId": "t", "status": "weird-state" if Client.calls < 12 else "done"}
+            job = {"taskId": "t", "status": "weird-state" if Client.calls < 12 else "done"}
+            return job, SimpleNamespace(headers={})
 
     slept: list[float] = []
     clock = [0.0]

@@ -455,12 +455,18 @@ class ApiClient:
         """Send a request and return its JSON payload, envelope unwrapped (worded by the
         server's dialect). Under the idempotent policy an envelope that reports a server-side
         failure (exit 6) is retried like a 500."""
+        return self.exchange(method, path, policy=policy, **kwargs)[0]
+
+    def exchange(
+        self, method: str, path: str, *, policy: RetryPolicy | None = None, **kwargs: Any
+    ) -> tuple[Any, Reply]:
+        """As `call`, with the reply too (its headers: a status answer's Retry-After)."""
         policy = policy or _default_policy(method)
         attempt = 0
         while True:
             reply = self.send(method, path, policy=policy, **kwargs)
             try:
-                return unwrap(reply.json(), self.api.envelope_error)
+                return unwrap(reply.json(), self.api.envelope_error), reply
             except ServerError as error:
                 if policy.paid or attempt >= self.retries:
                     raise error.redact(self._secret()) from None

@@ -60,12 +60,6 @@ class Token:
         add_secret(self.token)
 
     @property
-    def expired(self) -> bool:
-        import time
-
-        return self.expires is not None and self.expires <= time.time()
-
-    @property
     def masked(self) -> str:
         return mask(self.token)
 

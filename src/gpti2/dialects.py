@@ -51,8 +51,12 @@ class Dialect:
     provider_id_key: ClassVar[str | None] = None  # a second id, the provider's
     sign_in_route: ClassVar[str | None] = None  # email and password sign-in
     session_route: ClassVar[str | None] = None  # who am I, and until when
+    sign_out_route: ClassVar[str | None] = None  # ends a session on the server
     session_cookie: ClassVar[str | None] = None  # the cookie a sign-in sets (base name)
     login_command: ClassVar[str] = "gpti2 auth login"
+    # Whether a local reference image may go as a data: URL (else the server forwards it
+    # to a provider that expects URLs)
+    data_url_references: ClassVar[bool] = True
 
     def default(self, key: str, base_url: str) -> str:
         """The default of a dialect key for a profile with this base URL."""
@@ -137,8 +141,10 @@ class ShipAnyDialect(Dialect):
     provider_id_key = "taskId"
     sign_in_route = "/api/auth/sign-in/email"
     session_route = "/api/auth/get-session"
+    sign_out_route = "/api/auth/sign-out"
     session_cookie = "better-auth.session_token"
     login_command = "gpti2 auth login --email ADDRESS"
+    data_url_references = False  # forwarded verbatim to kie, which documents URLs
     _models: ClassVar[dict[str, str]] = {
         "text_to_image": "gpt-image-2-text-to-image",
         "image_to_image": "gpt-image-2-image-to-image",
@@ -174,6 +180,11 @@ class ShipAnyDialect(Dialect):
             return CreditsError(message, hint="top up your credits, then try again")
         if _SHIPANY_REJECTED.search(message):
             return RejectedError(f"the server rejected the request: {message}")
+        if message.startswith("generate image failed"):  # no job, nothing charged
+            return ServerError(
+                f"the server failed: {message}",
+                hint="its provider refused the job: check the model (-m, job_model) and the prompt",
+            )
         # The provider or the server failed (`generate image failed: ...`, `request
         # failed with status: 500`, `unknown status: ...`): nothing the request can fix.
         return ServerError(f"the server failed: {message}")

@@ -7,6 +7,7 @@ Commands stay thin: they say what to do (a `Plan`) and how to show it (`JobEvent
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
@@ -82,19 +83,28 @@ def start(
     `events.started` hears of the job before any waiting, so a failure later (exit 7 or
     8) can still name it."""
     events = events or JobEvents()
+    sent = time.monotonic()
     with events.starting():
         job = jobs.start(client, request)
     events.started(job)
     if not plan.wait:
         return Outcome(job, started=job)
-    outcome = follow(client, job.task_id, plan, events)
+    outcome = follow(client, job.task_id, plan, events, started_at=sent)
     outcome.started = job
     return outcome
 
 
-def follow(client: ApiClient, task_id: str, plan: Plan, events: JobEvents | None = None) -> Outcome:
+def follow(
+    client: ApiClient,
+    task_id: str,
+    plan: Plan,
+    events: JobEvents | None = None,
+    *,
+    started_at: float | None = None,
+) -> Outcome:
     """The job as it is now (or, with `plan.wait`, once it has ended), and with
-    `plan.folder` its images fetched there."""
+    `plan.folder` its images fetched there. `started_at`: when this run sent the job's
+    start (time.monotonic), so its progress figure dates the end from the first answer."""
     events = events or JobEvents()
     if plan.wait:
         with events.waiting(task_id) as update:
@@ -104,6 +114,7 @@ def follow(client: ApiClient, task_id: str, plan: Plan, events: JobEvents | None
                 interval=plan.poll_interval,
                 timeout=plan.wait_timeout,
                 on_update=update,
+                started_ago=None if started_at is None else time.monotonic() - started_at,
             )
     else:
         with events.asking(task_id):

@@ -7,6 +7,7 @@ import contextlib
 import math
 import mimetypes
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,9 +27,18 @@ from gpti2.errors import (
     ServerError,
     UsageError,
 )
+from gpti2.retry import parse_retry_after
 
 MAX_POLL_INTERVAL = 10.0
 POLL_GROWTH = 1.25
+MAX_HINTED_INTERVAL = 30.0  # the longest Retry-After a wait follows without asking sooner
+NEAR_END_INTERVAL = 0.25  # polls once the job should have ended
+POLL_MARGIN = 0.05  # asked this long after the expected end
+WAIT_PATIENCE = 30.0  # seconds of failing status answers a wait rides out
+SECOND_SAMPLE = 0.4  # the second look at a progress figure, for its pace
+LATE_GIVE_UP = 5.0  # an estimate this many seconds past is wrong: back to the plain schedule
+DOWNLOADS = 4  # result images downloaded at once, by any command (fetch, start, batch)
+DOWNLOAD_SLOTS = threading.BoundedSemaphore(DOWNLOADS)
 MAX_IMAGES = 100  # images taken from one job (the `max_images` setting)
 
 
@@ -76,6 +86,7 @@ class Job:
     # The provider's own id, when the server keeps one apart from its own (ShipAny's
     # `taskId`): shown, never polled with or used in a file name.
     provider_task_id: str | None = None
+    retry_after: float | None = None  # when the status answer said to ask again, s
 
     def ids(self) -> dict[str, str]:
         """`taskId` (the id to use), and `providerTaskId` when the server gave two."""
@@ -263,8 +274,62 @@ def status(client: ApiClient, task_id: str, route: str | None = None) -> Job:
         method, path, body = client.api.status(task_id)
     else:
         method, path, body = status_request(route, task_id)
-    payload = client.call(method, path, policy=RetryPolicy.IDEMPOTENT, json_body=body, auth=True)
-    return parse_job(payload, task_id, client.api.dialect)
+    payload, reply = client.exchange(
+        method, path, policy=RetryPolicy.IDEMPOTENT, json_body=body, auth=True
+    )
+    job = parse_job(payload, task_id, client.api.dialect)
+    job.retry_after = parse_retry_after(reply.headers.get("retry-after"))
+    return job
+
+
+@dataclass
+class PollSchedule:
+    """When to ask about a job again: today's interval, growing 1.25x to 10 s, unless the
+    server says more. A `Retry-After` on the status answer is when it says to come back;
+    a progress figure that moves gives the expected end, polled right then (and every
+    0.25 s just after it), so a wait ends within a fraction of a second of the job."""
+
+    interval: float
+    # Seconds since the start request was sent, for a job started just now: its progress
+    # was 0 then, which dates the end from the first answer.
+    started_ago: float | None = None
+    _delay: float = field(init=False)
+    _samples: list[tuple[float, float]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._delay = max(self.interval, 0.0)
+        if self.started_ago is not None:
+            self._samples.append((-self.started_ago, 0.0))
+
+    def plain(self) -> float:
+        """The next delay of the plain schedule (after a failed poll: no hint to use)."""
+        base = self._delay
+        self._delay = min(MAX_POLL_INTERVAL, max(self._delay * POLL_GROWTH, 0.0))
+        return base
+
+    def next(self, job: Job, elapsed: float) -> float:
+        """Seconds to sleep before the next poll, given the answer at `elapsed`."""
+        base = self.plain()
+        if job.progress is not None:
+            self._samples.append((elapsed, job.progress))
+        if job.retry_after is not None and job.retry_after > 0:
+            return min(job.retry_after, MAX_HINTED_INTERVAL)
+        if len(self._samples) == 1 and self._samples[0][1] > 0:
+            return min(base, SECOND_SAMPLE)  # a moving figure: a second look gives its pace
+        left = self.expected_left(elapsed)
+        if left is None or left < -LATE_GIVE_UP:  # no estimate, or a wrong one
+            return base
+        return min(base, max(left + POLL_MARGIN, NEAR_END_INTERVAL))
+
+    def expected_left(self, elapsed: float) -> float | None:
+        """Seconds until the job should end, from the first and last progress seen."""
+        if len(self._samples) < 2:
+            return None
+        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        if p1 <= p0 or t1 <= t0:
+            return None
+        rate = (p1 - p0) / (t1 - t0)  # percent per second
+        return (100.0 - p1) / rate - (elapsed - t1)
 
 
 def wait(
@@ -277,13 +342,25 @@ def wait(
     on_update: Callable[[Job, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    started_ago: float | None = None,
 ) -> Job:
     """Poll until the job is terminal; JobNotFinishedError once `timeout` has passed (the
     last poll is at the deadline itself, so the whole `timeout` is waited)."""
     started = clock()
-    delay = max(interval, 0.0)
+    schedule = PollSchedule(interval, started_ago)
+    failing_since: float | None = None
     while True:
-        job = status(client, task_id, route)
+        try:
+            job = status(client, task_id, route)
+        except ServerError as exc:  # the server or its provider, not the job: keep at it
+            elapsed = clock() - started
+            failing_since = elapsed if failing_since is None else failing_since
+            if elapsed - failing_since >= WAIT_PATIENCE or elapsed >= timeout:
+                exc.hint = f"the job may still be running: gpti2 job status {task_id} --wait"
+                raise
+            sleep(min(schedule.plain(), timeout - elapsed))
+            continue
+        failing_since = None
         elapsed = clock() - started
         if on_update:
             on_update(job, elapsed)
@@ -295,8 +372,7 @@ def wait(
                 hint=f"come back later: gpti2 job fetch {task_id} --wait",
                 job=job,
             )
-        sleep(min(delay, timeout - elapsed))
-        delay = min(MAX_POLL_INTERVAL, max(delay * POLL_GROWTH, 0.0))
+        sleep(min(schedule.next(job, elapsed), timeout - elapsed))
 
 
 def failure(job: Job) -> JobFailedError | None:
@@ -357,29 +433,86 @@ def fetch(
     progress: Callable[[int], Progress | None] | None = None,
     limit: int = MAX_IMAGES,
 ) -> list[SavedFile]:
-    """Write every result image (the first `limit`) as `<taskId>-<n>.<ext>`; existing
-    ones kept unless force."""
+    """Write every result image (the first `limit`) as `<taskId>-<n>.<ext>`, up to
+    DOWNLOADS at once, each with its own progress; existing ones kept unless force."""
     check_finished(job)
     if not job.images:
         raise ServerError(f"job {job.task_id} succeeded but lists no images")
     stem = checked_id(job.task_id, from_server=True)
     files.make_folder(folder)
-    saved = []
+    saved: dict[int, SavedFile] = {}
+    todo: list[tuple[int, str, str]] = []
     for n, ref in enumerate(job.images[:limit], start=1):
         name = f"{stem}-{n}"
         existing = None if force else existing_result(folder, name)
-        if existing is not None:
-            info = images.describe_file(existing)
-            if info is None:  # found before downloading anything
-                raise UsageError(
-                    f"{existing} already exists and is not an image",
-                    hint="move it away, or pass --force to overwrite it",
-                )
-            saved.append(SavedFile(existing, info, kept=True))
+        if existing is None:
+            todo.append((n, ref, name))
             continue
+        info = images.describe_file(existing)
+        if info is None:  # found before downloading anything
+            raise UsageError(
+                f"{existing} already exists and is not an image",
+                hint="move it away, or pass --force to overwrite it",
+            )
+        saved[n] = SavedFile(existing, info, kept=True)
+    saved.update(_save_all(client, todo, folder, force, progress))
+    return [saved[n] for n in sorted(saved)]
+
+
+class _Stopped(Exception):
+    """Another download of the same job failed, or the user interrupted: stop this one."""
+
+
+def _save_all(
+    client: ApiClient,
+    todo: list[tuple[int, str, str]],
+    folder: Path,
+    force: bool,
+    progress: Callable[[int], Progress | None] | None,
+) -> dict[int, SavedFile]:
+    """Save each (n, ref, stem) on a few threads; the first failure (in image order) is
+    raised once every download has stopped (the others stop at their next chunk)."""
+    stop = threading.Event()
+
+    def one(n: int, ref: str, name: str) -> SavedFile:
         report = progress(n) if progress else None
-        saved.append(save_image(client, ref, folder, name, force, report))
-    return saved
+
+        def checked(done: int, total: int | None) -> None:
+            if stop.is_set():
+                raise _Stopped
+            if report is not None:
+                report(done, total)
+
+        try:
+            return save_image(client, ref, folder, name, force, checked)
+        except _Stopped:
+            raise
+        except BaseException:
+            stop.set()  # the others stop at their next chunk
+            raise
+
+    if len(todo) <= 1:
+        return {n: one(n, ref, name) for n, ref, name in todo}
+    from concurrent.futures import ThreadPoolExecutor
+
+    done: dict[int, SavedFile] = {}
+    errors: dict[int, BaseException] = {}
+    with ThreadPoolExecutor(min(DOWNLOADS, len(todo)), "gpti2-download") as pool:
+        futures = {pool.submit(one, *item): item[0] for item in todo}
+        try:
+            for future, n in futures.items():
+                try:
+                    done[n] = future.result()
+                except _Stopped:
+                    pass
+                except Exception as exc:
+                    errors[n] = exc
+        except BaseException:  # Ctrl-C: the others stop at their next chunk
+            stop.set()
+            raise
+    if errors:
+        raise errors[min(errors)]
+    return done
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
@@ -404,7 +537,7 @@ def _download(
 ) -> SavedFile:
     """Stream one image to a temporary file (a fresh one for each attempt), check it is a
     whole image, then give it its name: nothing partial is ever left."""
-    with files.disk_errors(folder), files.Scratch(folder, stem) as scratch:
+    with DOWNLOAD_SLOTS, files.disk_errors(folder), files.Scratch(folder, stem) as scratch:
         client.send("GET", url, auth=True, sink=scratch.new, progress=report)
         tmp = scratch.finish()
         info = images.describe(tmp.read_bytes())

@@ -58,8 +58,6 @@ def open_client(
         token = require(settings)
         if token.warning and warn is not None:
             warn(token.warning)
-        if token.expired:
-            raise expired(token, settings)
         credentials = credentials_for(token.token, settings, token.cookie_name)
     try:
         with ApiClient(settings.base_url, credentials=credentials, **common) as client:
@@ -79,26 +77,17 @@ def credentials_for(token: str, settings: Settings, stored_cookie: str | None) -
     return Credentials(token, settings.auth_scheme, cookie_name)
 
 
-def login_hint(settings: Settings, email: str | None = None) -> str:
-    """The sign-in command that fits the profile's dialect (and account, when known)."""
+def login_hint(settings: Settings, token: Token | None = None) -> str:
+    """The sign-in command that fits the profile's dialect, and the stored token when
+    there is one: its account, and the plain-text file when it was kept there."""
     from gpti2.dialects import get
 
     command = get(settings.api).login_command
-    if email:
-        command = command.replace("ADDRESS", email)
+    if token is not None and token.email:
+        command = command.replace("ADDRESS", token.email)
+    if token is not None and token.source == "file":
+        command += " --insecure-storage"
     return f"sign in again with `{command}`"
-
-
-def expired(token: Token, settings: Settings) -> CredentialsRefused:
-    """The session stored for this profile has passed its expiry."""
-    from gpti2.credentials import account
-    from gpti2.signin import when
-
-    assert token.expires is not None
-    return CredentialsRefused(
-        f"the session for {account(settings)} expired at {when(token.expires)}",
-        hint=login_hint(settings, token.email),
-    )
 
 
 def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> CredentialsRefused:
@@ -117,5 +106,5 @@ def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> Creden
         exc.message = (
             f"the server refused the {what} for {account(settings)} from {where} ({detail})"
         )
-        exc.hint = login_hint(settings, token.email)
+        exc.hint = login_hint(settings, token)
     return exc

@@ -125,6 +125,15 @@ def who_am_i(client: ApiClient) -> Who | None:
     return Who()
 
 
+def sign_out(client: ApiClient) -> bool:
+    """End the session on the server too, where the dialect can; False where it cannot."""
+    route = client.api.dialect.sign_out_route
+    if not route or client.credentials is None or client.credentials.scheme != "cookie":
+        return False
+    client.call("POST", route, policy=RetryPolicy.IDEMPOTENT, json_body={}, auth=True)
+    return True
+
+
 def _who(answer: Any) -> Who | None:
     """A get-session answer: `{"session": {...}, "user": {...}}`, or null when signed out."""
     if not isinstance(answer, dict) or not isinstance(answer.get("user"), dict):

@@ -65,14 +65,14 @@ def login(
     if password_stdin and email is None:
         raise UsageError("--password-stdin goes with --email ADDRESS")
     if not insecure_storage:  # before asking: a pasted token is never wasted
-        with _keyring_hint(with_token, email):
+        with _keyring_hint(with_token, email, password_stdin):
             credentials.check_keyring(settings)
     if email is not None:
         token, session, who = _sign_in(ui, settings, email.strip(), password_stdin)
     else:
         token = _read_token(ui, settings, with_token)
         session, who = _check_token(ui, settings, token)
-    with _keyring_hint(with_token, email):
+    with _keyring_hint(with_token, email, password_stdin):
         saved = credentials.store(
             settings, token, insecure_storage=insecure_storage, session=session
         )
@@ -228,7 +228,9 @@ def _say_signed_in(ui: Ui, settings: Settings, saved: Token, who: Who | None) ->
 
 
 @contextlib.contextmanager
-def _keyring_hint(with_token: bool, email: str | None = None) -> Iterator[None]:
+def _keyring_hint(
+    with_token: bool, email: str | None = None, password_stdin: bool = False
+) -> Iterator[None]:
     """A keyring problem, with the ways out written for how the token is given."""
     from gpti2 import credentials
 
@@ -240,6 +242,8 @@ def _keyring_hint(with_token: bool, email: str | None = None) -> Iterator[None]:
             again = "echo $TOKEN | gpti2 auth login --with-token --insecure-storage"
         elif email is not None:
             again = f"gpti2 auth login --email {email} --insecure-storage"
+            if password_stdin:
+                again = f"echo $PASSWORD | {again} --password-stdin"
         exc.hint = (
             f"set the {credentials.ENV_VAR} environment variable, or run `{again}` to keep"
             " the token in a plain-text file readable only by you"
@@ -254,7 +258,7 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
     from gpti2 import credentials, signin
     from gpti2.dialects import get
     from gpti2.errors import AuthError, CredentialsRefused
-    from gpti2.session import expired, login_hint
+    from gpti2.session import login_hint
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
@@ -274,17 +278,17 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
             f"not signed in to {host} (profile {settings.profile})", hint=login_hint(settings)
         )
     elif get(settings.api).session_route and settings.base_url != "local":
-        if token.expired:
-            error = expired(token, settings)
-        else:
-            with ui.client(settings, auth=True) as client:
-                who = signin.who_am_i(client)
-            if who is None:
-                error = CredentialsRefused(
-                    f"the session for {credentials.account(settings)} has expired or was"
-                    " signed out (the server says: not signed in)",
-                    hint=login_hint(settings, token.email),
-                )
+        # The server decides: better-auth pushes a session's end back as it is used.
+        with ui.client(settings, auth=True) as client:
+            who = signin.who_am_i(client)
+        if who is None:
+            error = CredentialsRefused(
+                f"the session for {credentials.account(settings)} has expired or was"
+                " signed out (the server says: not signed in)",
+                hint=login_hint(settings, token),
+            )
+        elif who.expires and token.cookie_name and who.expires != token.expires:
+            _keep_expiry(settings, token, who.expires)
         answer["signedIn"] = error is None
         answer["user"] = None if who is None else {"email": who.email, "name": who.name}
         expires = (who.expires if who else None) or (token.expires if token else None)
@@ -310,6 +314,45 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
         ui.warn(token.warning)
 
 
+def _sign_out(ui: Ui, settings: Settings) -> None:
+    """End the stored session on the server (better-auth's sign-out); say so when that
+    fails, then remove it here anyway."""
+    import dataclasses
+
+    from gpti2 import credentials, signin
+    from gpti2.errors import Gpti2Error
+
+    try:
+        token = credentials.load(settings)
+    except Gpti2Error:
+        return
+    if token is None or token.source == "env" or not token.cookie_name:
+        return
+    quick = dataclasses.replace(settings, values={**settings.values, "retries": 0})
+    try:
+        with ui.client(quick, auth=True) as client:
+            signin.sign_out(client)
+    except Gpti2Error as exc:
+        ui.warn(f"could not end the session on the server ({exc.message}); removing it here")
+
+
+def _keep_expiry(settings: Settings, token: Token, expires: float) -> None:
+    """Store the session's end as the server now says it (it moves as the session is
+    used); a keyring that will not take it changes nothing."""
+    import contextlib
+
+    from gpti2 import credentials
+    from gpti2.errors import AuthError
+
+    if token.source not in ("keyring", "file"):
+        return
+    session = credentials.Session(token.cookie_name or "", expires, token.email)
+    with contextlib.suppress(AuthError):
+        credentials.store(
+            settings, token.token, insecure_storage=token.source == "file", session=session
+        )
+
+
 @app.command("token")
 def token(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False) -> None:
     """Print the token in use on stdout, for other tools."""
@@ -326,11 +369,13 @@ def token(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption =
 
 @app.command("logout")
 def logout(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False) -> None:
-    """Remove the stored token (keyring and file) for the active profile and host."""
+    """Remove the stored token (keyring and file) for the active profile and host; a
+    session from an email sign-in is ended on the server first."""
     from gpti2 import credentials
 
     ui = enter(ctx, json_out, quiet)
     settings = ui.settings()
+    _sign_out(ui, settings)
     removed = credentials.remove(settings)
     if ui.state.json:
         ui.out_json({"account": credentials.account(settings), "removed": removed})

@@ -141,6 +141,7 @@ def start(
 ) -> None:
     """Start a job; print its id at once, then with --wait follow it and fetch its images."""
     from gpti2 import files, history, jobrun, jobs
+    from gpti2.dialects import get
     from gpti2.errors import Gpti2Error, UsageError
 
     ui = enter(ctx, json_out, quiet)
@@ -152,7 +153,14 @@ def start(
         aspect_ratio=aspect_ratio,
     )
     text = read_prompt(prompt, ui)
+    dialect = get(settings.api)
     refs = tuple(jobs.reference_image(item) for item in image or [])
+    if any(ref.startswith("data:") for ref in refs) and not dialect.data_url_references:
+        ui.warn(
+            f"api {settings.api} passes reference images to its provider as given, and a"
+            " local file goes as a data: URL, which providers may refuse; an https:// URL"
+            " is safer"
+        )
     mode = settings.mode
     if refs and settings.sources["mode"] == "default":
         mode = "image_to_image"  # --image alone says what the user means
@@ -164,9 +172,7 @@ def start(
     # The dialect's model for the mode, unless one was chosen.
     model_id = settings.job_model
     if settings.sources["job_model"].startswith("default"):
-        from gpti2.dialects import get
-
-        model_id = get(settings.api).model_for(mode)
+        model_id = dialect.model_for(mode)
     request = jobs.StartRequest(
         text, settings.feature_id, mode, model_id, settings.aspect_ratio, refs
     )

@@ -116,7 +116,9 @@ class Emulator:
         self.random = random.Random(config.seed)
         self.requests: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
-        self._queued_faults: list[tuple[int, bool]] = []
+        self._queued_faults: list[tuple[int, bool, str]] = []
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._peaks: dict[str, int] = {}
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._server = _Server((config.host, config.port), _Handler)
         self._server.emulator = self
@@ -176,16 +178,38 @@ class Emulator:
             with contextlib.suppress(Exception):
                 self.store.finish_due_jobs()
 
-    def fail_next(self, status: int, *, after_processing: bool = False) -> None:
-        """Answer the next request with `status` (for tests and rehearsals). With
-        `after_processing` the request takes effect first, as when a proxy times out
-        after the server did the work."""
+    def fail_next(self, status: int, *, after_processing: bool = False, path: str = "") -> None:
+        """Answer the next request (whose path starts with `path`) with `status`, for tests
+        and rehearsals. With `after_processing` the request takes effect first, as when a
+        proxy times out after the server did the work."""
         with self._counter_lock:
-            self._queued_faults.append((status, after_processing))
+            self._queued_faults.append((status, after_processing, path))
 
-    def _take_fault(self) -> tuple[int, bool] | None:
+    def _take_fault(self, path: str) -> tuple[int, bool] | None:
         with self._counter_lock:
-            return self._queued_faults.pop(0) if self._queued_faults else None
+            for i, (status, after, prefix) in enumerate(self._queued_faults):
+                if path.startswith(prefix):
+                    del self._queued_faults[i]
+                    return status, after
+            return None
+
+    @contextlib.contextmanager
+    def serving(self, path: str) -> Iterator[None]:
+        """Count a request in flight, for the peak of concurrent requests per route."""
+        group = path.rsplit("/", 2)[0] + "/"
+        with self._counter_lock:
+            self._in_flight[group] += 1
+            self._peaks[group] = max(self._peaks.get(group, 0), self._in_flight[group])
+        try:
+            yield
+        finally:
+            with self._counter_lock:
+                self._in_flight[group] -= 1
+
+    def peak_in_flight(self, prefix: str) -> int:
+        """The most requests under `prefix` that were ever answered at once."""
+        with self._counter_lock:
+            return max((n for g, n in self._peaks.items() if g.startswith(prefix)), default=0)
 
     def count(self, route: str) -> None:
         with self._counter_lock:
@@ -251,7 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         try:
-            self._dispatch(method)
+            with self.emu.serving(urlsplit(self.path).path):
+                self._dispatch(method)
         except _BadLength:
             self.close_connection = True  # the rest of the stream cannot be trusted
             self._json(400, {"error": "Invalid Content-Length"})
@@ -284,9 +309,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _envelope(self, status: int, data: Any = None, message: str = "ok") -> None:
+    def _envelope(
+        self,
+        status: int,
+        data: Any = None,
+        message: str = "ok",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         code = 0 if status < 400 else status
-        self._json(status, {"code": code, "message": message, "data": data})
+        self._json(status, {"code": code, "message": message, "data": data}, headers)
 
     def _read_body(self) -> bytes:
         raw = (self.headers.get("Content-Length") or "0").strip()
@@ -327,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body()
             self._json(500, {"error": "Failed to generate image. Please try again later."})
             return
-        fault = self.emu._take_fault()
+        fault = self.emu._take_fault(path)
         if fault is not None and not fault[1]:
             self._read_body()
             self._json(fault[0], {"error": f"Injected {fault[0]}"})
@@ -462,7 +493,16 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self._envelope(404, message=f"Task not found: {task_id}")
             return
-        self._envelope(200, data)
+        self._envelope(200, data, headers=self._come_back(token, task_id))
+
+    def _come_back(self, token: str, task_id: str) -> dict[str, str]:
+        """A Retry-After for an active job: a second before its end, in whole seconds
+        (none in its last two; its `progress` tells the rest)."""
+        job = self.emu.store.job(token, task_id)
+        if job is None or job.status not in ("pending", "processing"):
+            return {}
+        left = self.emu.store.seconds_left(job)
+        return {"Retry-After": str(int(left) - 1)} if left >= 2 else {}
 
     def _file(self, task_id: str, n: int) -> None:
         token = self._token()

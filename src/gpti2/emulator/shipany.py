@@ -234,9 +234,10 @@ class ShipAny:
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):  # the message Node's JSON.parse gives
-            if not raw.strip():
+            text = raw.decode("utf-8", "replace")
+            if not text.strip():
                 return "Unexpected end of JSON input"
-            return f"Unexpected token '{raw.decode('utf-8', 'replace')[:1]}' is not valid JSON"
+            return f"Unexpected token '{text.strip()[:1]}', \"{text[:30]}\" is not valid JSON"
 
     def _generate(self, handler: _Handler) -> None:
         body = self._read(handler)
@@ -287,6 +288,8 @@ class ShipAny:
             return
         data = self._row(handler, session.user, job_id)
         assert data is not None
+        for key in ("createdAt", "updatedAt", "deletedAt"):  # the new row, as inserted
+            del data[key]
         data["taskInfo"] = "{}"
         self._ok(handler, data)
 
@@ -352,14 +355,14 @@ class ShipAny:
             "provider": PROVIDER,
             "model": job.model_id,
             "prompt": job.prompt,
-            "options": json.dumps(options),
+            "options": _js(options),
             "status": job.status,
             "createdAt": created,
             "updatedAt": created,
             "deletedAt": None,
             "taskId": provider_id,
-            "taskInfo": json.dumps(info),
-            "taskResult": json.dumps({"taskId": provider_id}),
+            "taskInfo": _js(info),
+            "taskResult": _js({"taskId": provider_id}),
             "costCredits": COSTS.get(job.mode, 2),
             "scene": job.mode,
         }
@@ -372,6 +375,11 @@ class ShipAny:
             return
         width, height = size_for(job.aspect_ratio, self.emu.config.image_size)
         handler._send(200, placeholder_png(f"{job.prompt}#{n + 1}", width, height), "image/png")
+
+
+def _js(value: Any) -> str:
+    """JSON.stringify's compact form (the template stores these as strings)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _owner(session: Session | None) -> str:

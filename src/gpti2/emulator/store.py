@@ -111,7 +111,7 @@ class Job:
     image_count: int
     status: str
     error: str | None
-    progress: int
+    progress: float
 
 
 class Store:
@@ -291,11 +291,16 @@ class Store:
         elapsed = time.time() - job.created
         if job.status == "pending" and elapsed >= job.duration * 0.25:
             job.status = "processing"
-        if job.status == "processing":
-            job.progress = max(1, min(99, int(100 * elapsed / max(job.duration, 0.001))))
+        if job.status in ACTIVE:  # the share of its time gone, as a hint of its end
+            job.progress = round(min(99.9, 100 * elapsed / max(job.duration, 0.001)), 1)
         elif job.status == "success":
             job.progress = 100
         return job
+
+    @staticmethod
+    def seconds_left(job: Job) -> float:
+        """How long an active job still runs."""
+        return max(0.0, job.created + job.duration - time.time())
 
     def finish_due_jobs(self) -> int:
         """Move every job past its duration to success or failed (refunding failures)."""
