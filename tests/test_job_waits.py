@@ -97,7 +97,7 @@ def test_waiting_for_a_job_already_running_also_ends_on_time(duration, joined) -
 @pytest.mark.parametrize("duration", [1, 10, 60])
 def test_without_hints_the_schedule_is_todays(duration) -> None:
     server = SimulatedServer(duration, hints=False)
-    server.wait()
+    server.wait(fresh=False)
     assert server.polls == todays_polls(duration, 2.0)
 
 

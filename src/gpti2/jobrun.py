@@ -83,13 +83,13 @@ def start(
     `events.started` hears of the job before any waiting, so a failure later (exit 7 or
     8) can still name it."""
     events = events or JobEvents()
-    sent = time.monotonic()
     with events.starting():
         job = jobs.start(client, request)
+    answered = time.monotonic()  # the job was made just before its answer came back
     events.started(job)
     if not plan.wait:
         return Outcome(job, started=job)
-    outcome = follow(client, job.task_id, plan, events, started_at=sent)
+    outcome = follow(client, job.task_id, plan, events, started_at=answered)
     outcome.started = job
     return outcome
 
@@ -103,8 +103,9 @@ def follow(
     started_at: float | None = None,
 ) -> Outcome:
     """The job as it is now (or, with `plan.wait`, once it has ended), and with
-    `plan.folder` its images fetched there. `started_at`: when this run sent the job's
-    start (time.monotonic), so its progress figure dates the end from the first answer."""
+    `plan.folder` its images fetched there. `started_at`: when this run's start of the job
+    was answered (time.monotonic), so its progress figure dates the end from the first
+    answer."""
     events = events or JobEvents()
     if plan.wait:
         with events.waiting(task_id) as update:

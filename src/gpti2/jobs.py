@@ -36,6 +36,7 @@ NEAR_END_INTERVAL = 0.25  # polls once the job should have ended
 POLL_MARGIN = 0.05  # asked this long after the expected end
 WAIT_PATIENCE = 30.0  # seconds of failing status answers a wait rides out
 SECOND_SAMPLE = 0.4  # the second look at a progress figure, for its pace
+FIRST_LOOK = 0.4  # the first poll of a job begun just now
 LATE_GIVE_UP = 5.0  # an estimate this many seconds past is wrong: back to the plain schedule
 DOWNLOADS = 4  # result images downloaded at once, by any command (fetch, start, batch)
 DOWNLOAD_SLOTS = threading.BoundedSemaphore(DOWNLOADS)
@@ -290,8 +291,8 @@ class PollSchedule:
     0.25 s just after it), so a wait ends within a fraction of a second of the job."""
 
     interval: float
-    # Seconds since the start request was sent, for a job started just now: its progress
-    # was 0 then, which dates the end from the first answer.
+    # Seconds since the start of a job begun just now was answered: its progress was
+    # about 0 then, which dates the end from the first answer.
     started_ago: float | None = None
     _delay: float = field(init=False)
     _samples: list[tuple[float, float]] = field(init=False, default_factory=list)
@@ -349,6 +350,8 @@ def wait(
     started = clock()
     schedule = PollSchedule(interval, started_ago)
     failing_since: float | None = None
+    if started_ago is not None:  # a job begun just now: its first progress, a moment on,
+        sleep(min(interval, FIRST_LOOK))  # says its pace (asked at once, it says little)
     while True:
         try:
             job = status(client, task_id, route)

@@ -49,8 +49,9 @@ def login(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Store a token (or, with --email, sign in) for the active profile and host; the server
-    checks it first where it can."""
+    """Store a token (or, with --email, sign in) for the active profile and host.
+
+    The server checks it first where it can; a refused one is not stored."""
     from gpti2 import credentials
     from gpti2.errors import UsageError
 
@@ -253,8 +254,9 @@ def _keyring_hint(
 
 @app.command("status")
 def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False) -> None:
-    """Show which token is in use, where it comes from, and for which host; where the
-    server can say (api shipany), whose session it is and until when."""
+    """Show which token is in use, where it comes from, and for which host.
+
+    Where the server can say (api shipany), also whose session it is and until when."""
     from gpti2 import credentials, signin
     from gpti2.dialects import get
     from gpti2.errors import AuthError, CredentialsRefused
@@ -369,8 +371,9 @@ def token(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption =
 
 @app.command("logout")
 def logout(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption = False) -> None:
-    """Remove the stored token (keyring and file) for the active profile and host; a
-    session from an email sign-in is ended on the server first."""
+    """Remove the stored token (keyring and file) for the active profile and host.
+
+    A session from an email sign-in is ended on the server first."""
     from gpti2 import credentials
 
     ui = enter(ctx, json_out, quiet)
