@@ -40,6 +40,8 @@ def main() -> int:
             {
                 "curl | jq | base64 -d": f"set -o pipefail; {curl} > {tmp}/b.png",
                 "gpti2 generate": f"{ours} -o {tmp}/a.png",
+                # What recording the history costs (it is on by default).
+                "  with GPTI2_NO_HISTORY=1": f"GPTI2_NO_HISTORY=1 {ours} -o {tmp}/n.png",
             },
             RUNS,
         )
