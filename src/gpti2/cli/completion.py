@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from gpti2.cli.common import JsonOption, QuietOption, command_app, enter
+from gpti2.dialects import DIALECTS
 
 app = command_app()
 
@@ -23,7 +24,7 @@ PATH_PARAMS = frozenset({"output", "db", "image", "manifest"})
 CHOICES = {
     "--mode": ["text_to_image", "image_to_image"],
     "--provider": ["openai", "replicate", "fireworks", "vertex"],
-    "--api": ["gpti2", "shipany"],
+    "--api": list(DIALECTS),
 }
 # Options whose values are read when completing: the shell runs this command.
 PROFILES = "gpti2 completion --profiles 2>/dev/null"

@@ -80,8 +80,10 @@ def serve(
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
-    if api not in ("gpti2", "shipany"):
-        raise UsageError(f"unknown --api {api!r}", hint="use gpti2 or shipany")
+    from gpti2.dialects import DIALECTS
+
+    if api not in DIALECTS:
+        raise UsageError(f"unknown --api {api!r}", hint="use " + " or ".join(DIALECTS))
     users = list(user or [])
     for item in users:
         email, colon, password = item.partition(":")
