@@ -425,3 +425,9 @@ def test_a_local_reference_image_warns_that_the_provider_may_refuse_it(cli, conf
     assert "data: URL" in run.stderr and "https:// URL" in run.stderr
     by_url = cli("job", "start", "make it blue", "--image", "https://example.com/ref.png")
     assert by_url.exit_code == 0 and "warning" not in by_url.stderr
+
+
+def test_with_nothing_stored_the_hint_is_the_dialects_sign_in(cli, configured) -> None:
+    run = cli("job", "start", "x")
+    assert run.exit_code == 3
+    assert "gpti2 auth login --email ADDRESS" in run.stderr

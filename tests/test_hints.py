@@ -130,21 +130,22 @@ def test_a_refused_gpti2_token_says_the_variable_was_refused(cli, emulator, monk
 
 
 def test_the_keyring_hint_for_a_piped_token_keeps_with_token(cli, monkeypatch) -> None:
+    # port 9: nobody listens, so the login cannot check the token and stores it unchecked
     use_keyring("keyring.backends.fail.Keyring", monkeypatch)
-    run = cli("auth", "login", "--with-token", "--base-url", "http://127.0.0.1:8787", input=TOKEN)
+    run = cli("auth", "login", "--with-token", "--base-url", "http://127.0.0.1:9", input=TOKEN)
     assert run.exit_code == 3
     _, hint = _error_lines(run.stderr)
     argv = _suggested(hint)
     assert argv == [
         "--base-url",
-        "http://127.0.0.1:8787",
+        "http://127.0.0.1:9",
         "auth",
         "login",
         "--with-token",
         "--insecure-storage",
     ]
     assert cli(*argv, input=TOKEN).exit_code == 0
-    assert cli("auth", "token", "--base-url", "http://127.0.0.1:8787").stdout == TOKEN + "\n"
+    assert cli("auth", "token", "--base-url", "http://127.0.0.1:9").stdout == TOKEN + "\n"
 
 
 def test_login_checks_the_keyring_before_asking_for_the_token(monkeypatch) -> None:

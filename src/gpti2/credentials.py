@@ -18,7 +18,6 @@ from gpti2.settings import Settings
 SERVICE = "gpti2"
 ENV_VAR = "GPTI2_TOKEN"
 KEYRING_TIMEOUT = 3.0
-LOGIN_HINT = "run `gpti2 auth login`, or set GPTI2_TOKEN"
 NO_KEYRING_HINT = (
     "set the GPTI2_TOKEN environment variable, or run `gpti2 auth login --insecure-storage`"
     " to keep the token in a plain-text file readable only by you"
@@ -282,7 +281,12 @@ def require(settings: Settings) -> Token:
     """The token in use, or the one "no token" error every command shares."""
     token = load(settings)
     if token is None:
-        raise AuthError(f"no token for {account(settings)}", hint=LOGIN_HINT)
+        from gpti2.dialects import get
+
+        command = get(settings.api).login_command  # `--email ADDRESS` where there is one
+        raise AuthError(
+            f"no token for {account(settings)}", hint=f"run `{command}`, or set {ENV_VAR}"
+        )
     return token
 
 
