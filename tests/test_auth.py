@@ -15,6 +15,8 @@ from conftest import TOKEN, gpti2_command, use_keyring
 # Nothing listens on port 9 (discard): a login's check of the token fails to connect, so
 # the token is stored unchecked (a test never depends on a server someone else started).
 BASE = "http://127.0.0.1:9"
+# Read at import: the autouse fixture clears GPTI2_* variables before each test runs.
+REQUIRE_SECRET_SERVICE = bool(os.environ.get("GPTI2_REQUIRE_SECRET_SERVICE"))
 
 
 def test_login_status_token_logout_with_the_keyring(cli) -> None:
@@ -132,7 +134,7 @@ def _secret_service_usable() -> str | None:
 def test_real_secret_service_round_trip(tmp_path, monkeypatch) -> None:
     why = _secret_service_usable()
     if why:
-        if os.environ.get("GPTI2_REQUIRE_SECRET_SERVICE"):
+        if REQUIRE_SECRET_SERVICE:
             pytest.fail(f"CI must run this test on a real Secret Service: {why}")
         pytest.skip(why)
     use_keyring("keyring.backends.SecretService.Keyring", monkeypatch)
