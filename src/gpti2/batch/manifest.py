@@ -11,10 +11,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gpti2.errors import UsageError
+from gpti2.images import EXTENSIONS
 from gpti2.settings import Settings, parse_value
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -92,6 +93,18 @@ class Manifest:
 
     def names(self) -> set[str]:
         return {entry.name for entry in self.entries}
+
+    def is_home(self, entry: Entry, relative: str) -> bool:
+        """True when `relative` (a path as the lock records it) is where `entry` writes:
+        its output_dir, its name, an image extension. A record pointing elsewhere (the
+        output_dir changed, or a fragment names another image's file) is not its image."""
+        path = PurePosixPath(relative)
+        folder = entry.folder.relative_to(self.root.resolve()).as_posix()
+        return (
+            path.parent.as_posix() == folder
+            and path.stem == entry.name
+            and path.suffix[1:] in EXTENSIONS.values()
+        )
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:

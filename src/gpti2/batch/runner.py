@@ -61,6 +61,8 @@ def why(
             return f"job {task_id} still running", task_id
         return "unfinished", None
     relative = str(record.get("path", ""))
+    if not manifest.is_home(entry, relative):
+        return "output_dir changed", None
     digest, emulator = files.look(manifest.root / relative, relative)
     if digest is None:
         return "missing", None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpti2.batch.lock import RUNNING, StatCache, may_serve_placeholders, read_document, sidecar
-from gpti2.batch.manifest import Manifest
+from gpti2.batch.manifest import Entry, Manifest
 from gpti2.errors import UsageError
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
@@ -96,7 +96,7 @@ def merge(manifest: Manifest, fragments: list[Path], base: dict[str, dict[str, A
     """Check every fragment against the manifest and every image it names against its
     SHA-256 on disk, then merge them over `base` (the lock's records)."""
     result = Merge(records={k: v for k, v in base.items() if k in manifest.names()})
-    names = manifest.names()
+    entries = {entry.name: entry for entry in manifest.entries}
     cache = StatCache(sidecar(manifest.lock_path, "stat"))
     claimed: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path in fragments:
@@ -123,7 +123,7 @@ def merge(manifest: Manifest, fragments: list[Path], base: dict[str, dict[str, A
         result.shards.add(str(shard))
         for name, record in data["images"].items():
             where = f"{path}: image {name!r}"
-            if name not in names:
+            if name not in entries:
                 result.problems.append(f"{where} is not in {manifest.path.name}")
                 continue
             if not isinstance(record, dict) or not shard.holds(name):
@@ -140,7 +140,7 @@ def merge(manifest: Manifest, fragments: list[Path], base: dict[str, dict[str, A
                     )
                 continue
             claimed[name] = (path, record)
-            problem = _file_problem(manifest, record, cache)
+            problem = _file_problem(manifest, entries[name], record, cache)
             if problem:
                 result.problems.append(f"{where}: {problem}")
                 continue
@@ -149,10 +149,14 @@ def merge(manifest: Manifest, fragments: list[Path], base: dict[str, dict[str, A
     return result
 
 
-def _file_problem(manifest: Manifest, record: dict[str, Any], cache: StatCache) -> str | None:
+def _file_problem(
+    manifest: Manifest, entry: Entry, record: dict[str, Any], cache: StatCache
+) -> str | None:
     relative, expected = record.get("path"), record.get("sha256")
     if not isinstance(relative, str) or not isinstance(expected, str):
         return "the record has no path or sha256"
+    if not manifest.is_home(entry, relative):
+        return f"{relative} is not where {entry.name} goes"
     root = manifest.root.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):

@@ -1,0 +1,38 @@
+"""Review findings on batch: a lock record must point where its entry writes."""
+
+from __future__ import annotations
+
+import json
+
+from test_shard import manifest
+
+
+def test_changing_output_dir_regenerates_into_the_new_folder(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "assets.toml"
+    toml.write_text(manifest(1))
+    assert cli("batch", "assets.toml", "--base-url", "local").exit_code == 0
+    toml.write_text(manifest(1).replace('"art"', '"assets"'))
+    check = cli("batch", "assets.toml", "--check", "--base-url", "local")
+    assert check.exit_code == 9
+    assert "img0\toutput_dir changed" in check.stdout
+    assert cli("batch", "assets.toml", "--base-url", "local").exit_code == 0
+    assert (tmp_path / "assets" / "img0.png").is_file()
+    lock = json.loads((tmp_path / "assets.lock.json").read_text())
+    assert lock["images"]["img0"]["path"] == "assets/img0.png"
+
+
+def test_merge_refuses_a_record_pointing_at_another_image(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "assets.toml").write_text(manifest(2))
+    assert cli("batch", "assets.toml", "--shard", "1/1", "--base-url", "local").exit_code == 0
+    fragment = tmp_path / "assets.lock.shard-1-of-1.json"
+    data = json.loads(fragment.read_text())
+    images = data["images"]
+    for key in ("path", "sha256"):
+        images["img0"][key] = images["img1"][key]
+    fragment.write_text(json.dumps(data))
+    run = cli("batch", "assets.toml", "--merge", str(fragment), "--base-url", "local")
+    assert run.exit_code == 2
+    assert "image 'img0'" in run.stderr and "art/img1.png is not where img0 goes" in run.stderr
+    assert not (tmp_path / "assets.lock.json").exists()
