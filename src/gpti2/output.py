@@ -58,7 +58,7 @@ class Placement:
         if output is None:
             return cls(folder=Path(output_dir).expanduser(), force=force)
         path = Path(output).expanduser()
-        if path.is_dir() or output.endswith(("/", "\\")):
+        if _is_folder(path) or output.endswith(("/", "\\")):
             return cls(folder=path, force=force)
         return cls(target=path, force=force)
 
@@ -85,6 +85,15 @@ class Placement:
             return Saved(path, info, already_had=True)
         files.write_atomic(path, data, self.force)
         return Saved(path, info)
+
+
+def _is_folder(path: Path) -> bool:
+    """`path.is_dir()`, with a path the system refuses (a name too long) not a folder:
+    `check` then says why it cannot be written."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
