@@ -36,3 +36,22 @@ def test_merge_refuses_a_record_pointing_at_another_image(cli, tmp_path, monkeyp
     assert run.exit_code == 2
     assert "image 'img0'" in run.stderr and "art/img1.png is not where img0 goes" in run.stderr
     assert not (tmp_path / "assets.lock.json").exists()
+
+
+def test_names_and_folders_the_file_system_refuses_are_exit_2(cli, tmp_path, monkeypatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    toml = project / "assets.toml"
+    toml.write_text(
+        f'[defaults]\noutput_dir = "{"d" * 300}"\n[[images]]\nname = "a"\nprompt = "a"\n'
+    )
+    run = cli("batch", "assets.toml", "--base-url", "local")
+    assert run.exit_code == 2 and run.stderr.startswith("error: cannot use "), run.stderr
+    assert "File name too long" in run.stderr and "internal error" not in run.stderr
+    toml.write_text(f'[[images]]\nname = "{"n" * 300}"\nprompt = "a"\n')
+    run = cli("batch", "assets.toml", "--base-url", "local")
+    assert run.exit_code == 2 and "unsafe name" in run.stderr and "at most 200" in run.stderr
+    assert sorted(p.name for p in project.iterdir() if not p.name.startswith(".")) == [
+        "assets.toml"
+    ]

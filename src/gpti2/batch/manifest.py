@@ -19,6 +19,7 @@ from gpti2.images import EXTENSIONS
 from gpti2.settings import Settings, parse_value
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_NAME = 200  # a file stem: with its extension, within any file system's 255 bytes
 SHARED_KEYS = ("route", "provider", "model", "aspect_ratio", "output_dir", "feature_id")
 IMAGE_KEYS = ("name", "prompt", *SHARED_KEYS)
 TOP_KEYS = ("defaults", "images")
@@ -189,10 +190,11 @@ def load_manifest(path: Path, settings: Settings) -> Manifest:
     for index, image in enumerate(items):
         name = image["name"]
         where = f"{path}: [[images]] #{index + 1} ({name!r})"
-        if not NAME.fullmatch(name) or ".." in name:
+        if not NAME.fullmatch(name) or ".." in name or len(name) > MAX_NAME:
             raise UsageError(
                 f"{where}: unsafe name",
-                hint="names are file stems: [A-Za-z0-9][A-Za-z0-9._-]*, without '..'",
+                hint="names are file stems: [A-Za-z0-9][A-Za-z0-9._-]*, without '..', "
+                f"at most {MAX_NAME} characters",
             )
         if name in seen:
             raise UsageError(f"{where}: duplicate name")

@@ -177,14 +177,14 @@ def _run(
     from gpti2.errors import UsageError
 
     todo = [item for item in items if item.reason is not None]
+    for folder in sorted({item.entry.folder for item in todo}):
+        files.check_folder(folder)  # first: a folder the system refuses is named as such
     blocking = core.conflicts(spec, lock, items) if todo else []
     if blocking:
         raise UsageError(
             f"{blocking[0]} already exists and the lock file does not record it",
             hint="move it away, or pass --force to regenerate and overwrite",
         )
-    for folder in sorted({item.entry.folder for item in todo}):
-        files.check_folder(folder)
     changed = lock.keep_only(keep) or lock.journaled or lock.without_origin
     if not todo:
         if changed or lock.extra.get("shard") or not lock.path.exists():
