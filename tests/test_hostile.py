@@ -678,7 +678,10 @@ def test_a_signal_mid_download_leaves_no_part_file(hostile, sandbox, signum) -> 
 
     hostile.route(STATUS, job("t1"))
     head = response(200, b"", length=len(PNG))
-    hostile.route("/f/1.png", [(head, 0.0)] + [(PNG[i : i + 64], 0.1) for i in range(0, 640, 64)])
+    # Ten slow pieces, then the connection held open: the signal, not the server, ends it,
+    # however late a loaded machine delivers it.
+    drip = [(PNG[i : i + 64], 0.1) for i in range(0, 640, 64)]
+    hostile.route("/f/1.png", [(head, 0.0), *drip, (b"", 30.0)])
     out = sandbox / "out"
     proc = subprocess.Popen(
         [*gpti2_command(), "job", "fetch", "t1", "-o", str(out), "--base-url", hostile.url],

@@ -204,6 +204,9 @@ class Runner:
     cache: StatCache | None = None  # told of every file written, so reruns need not hash it
     results: dict[str, Result] = field(default_factory=dict)
     started: dict[str, str] = field(default_factory=dict)  # name: task id, unfinished
+    # A job's journal line and its place in `started` change together: an interruption
+    # (read by the main thread in `outcome`) sees both or neither.
+    _journal_mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def run(self, items: list[Item]) -> list[Result]:
         """Every item's result, in manifest order (KeyboardInterrupt when stopped; then
@@ -242,11 +245,13 @@ class Runner:
     def outcome(self, items: list[Item]) -> list[Result]:
         """Where every item stands now, in manifest order."""
         out = []
+        with self._journal_mutex:
+            started = dict(self.started)
         for item in items:
             name = item.entry.name
             result = self.results.get(name)
             if result is None:
-                task_id = self.started.get(name)
+                task_id = started.get(name)
                 status = RUNNING_JOB if task_id else NOT_DONE
                 result = Result(name, status, task_id=task_id)
             result.reason = item.reason
@@ -261,18 +266,17 @@ class Runner:
         from gpti2 import jobrun, jobs
 
         def started(job: jobs.Job) -> None:
-            self.lock.record(
-                entry.name,
-                {
-                    "fingerprint": entry.fingerprint(),
-                    "inputs": entry.shape(),
-                    "origin": self.origin,
-                    "taskId": job.task_id,
-                    "state": RUNNING,
-                    "startedAt": now(),
-                },
-            )
-            self.started[entry.name] = job.task_id
+            record = {
+                "fingerprint": entry.fingerprint(),
+                "inputs": entry.shape(),
+                "origin": self.origin,
+                "taskId": job.task_id,
+                "state": RUNNING,
+                "startedAt": now(),
+            }
+            with self._journal_mutex:
+                self.lock.record(entry.name, record)
+                self.started[entry.name] = job.task_id
             self.events.begin(entry, f"started job {job.task_id}")
 
         self.events.begin(entry, "starting")
