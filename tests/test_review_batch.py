@@ -55,3 +55,14 @@ def test_names_and_folders_the_file_system_refuses_are_exit_2(cli, tmp_path, mon
     assert sorted(p.name for p in project.iterdir() if not p.name.startswith(".")) == [
         "assets.toml"
     ]
+
+
+def test_the_check_hint_quotes_a_manifest_path_with_a_space(cli, tmp_path, monkeypatch) -> None:
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my assets.toml").write_text(manifest(1))
+    run = cli("batch", "my assets.toml", "--check", "--base-url", "local")
+    assert run.exit_code == 9
+    hint = run.stderr.split("hint: run: ", 1)[1].strip()
+    assert shlex.split(hint) == ["gpti2", "--base-url", "local", "batch", "my assets.toml"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter
+from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter, shell_quote
 
 if TYPE_CHECKING:
     from gpti2.batch import Entry, Events, Item, Lock, Manifest, Result, StatCache
@@ -323,7 +323,7 @@ def _report_plan(ui: Ui, spec: Manifest, items: list[Item], dry_run: bool, check
         raise OutOfDateError(
             f"{len(todo)} of {len(items)} images to generate "
             f"(the first: {todo[0].entry.name}, {todo[0].reason})",
-            hint=f"run: gpti2 batch {spec.path}",
+            hint=f"run: gpti2 batch {shell_quote(str(spec.path))}",
         ).after_answer()
 
 

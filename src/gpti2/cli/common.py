@@ -21,7 +21,26 @@ if TYPE_CHECKING:
     from gpti2.client import ApiClient, Credentials
     from gpti2.settings import Settings
 
-__all__ = ["Environment", "State", "Ui", "command_app", "enter", "get_state", "read_prompt"]
+__all__ = [
+    "Environment",
+    "State",
+    "Ui",
+    "command_app",
+    "enter",
+    "get_state",
+    "read_prompt",
+    "shell_quote",
+]
+
+
+def shell_quote(text: str) -> str:
+    """Shell-quote a word of a command a hint suggests, as people type it: bare when safe,
+    else in double quotes where they are safe, else single quotes."""
+    import shlex
+
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
+    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
 
 
 _OPTIONS = {

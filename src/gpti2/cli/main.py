@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from gpti2 import __version__
-from gpti2.cli.common import get_state
+from gpti2.cli.common import get_state, shell_quote
 from gpti2.cli.context import Environment, State, Terminated, terminate_like_interrupt
 from gpti2.display import shown, shown_block
 from gpti2.errors import ExitCode, Gpti2Error
@@ -121,7 +121,7 @@ def with_root_options(hint: str, state: State) -> str:
 
     def insert(match: re.Match[str]) -> str:
         rest = hint[match.end() :].split("`", 1)[0]
-        missing = [f"{flag} {_quote(value)}" for flag, value in given if flag not in rest]
+        missing = [f"{flag} {shell_quote(value)}" for flag, value in given if flag not in rest]
         return match.group(0) + "".join(f"{part} " for part in missing)
 
     return re.sub(r"(?<![\w/.-])gpti2 (?=[a-z-])", insert, hint)
@@ -146,16 +146,6 @@ def one_voice(message: str) -> tuple[str, str | None]:
 _PROMPT_COMMANDS = ("gpti2 generate", "gpti2 job start")
 
 
-def _quote(text: str) -> str:
-    """Shell-quote for a person: double quotes where they are safe, as people type them."""
-    import re
-    import shlex
-
-    if re.fullmatch(r"[\w@%+=:,./-]+", text):
-        return text
-    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
-
-
 def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
     """The message and hint for a usage error, with hints that work when followed."""
     import re
@@ -167,7 +157,7 @@ def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
     extra = re.match(r"got unexpected extra arguments? ?\(s\)? \((.*)\)$", message)
     if extra and ctx.command_path in _PROMPT_COMMANDS and ctx.params.get("prompt"):
         prompt = f"{ctx.params['prompt']} {extra.group(1)}"
-        command = f"{ctx.command_path} {_quote(prompt)}"
+        command = f"{ctx.command_path} {shell_quote(prompt)}"
         return message, f"quote the prompt: {command}"
     return message, hint or f"see `{ctx.command_path} --help`"
 
