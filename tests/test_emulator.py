@@ -25,6 +25,10 @@ def test_quick_route_returns_a_deterministic_png_of_the_ratio(emulator) -> None:
     assert dimensions(png, "png") == (512, 384)
     other = httpx.post(emulator.url + QUICK, json={**BODY, "prompt": "q"}).json()
     assert other["image"] != first["image"]
+    # Another model makes another picture, so models compared offline can be told apart.
+    model = httpx.post(emulator.url + QUICK, json={**BODY, "modelId": "dall-e-2"}).json()
+    provider = httpx.post(emulator.url + QUICK, json={**BODY, "provider": "vertex"}).json()
+    assert len({first["image"], model["image"], provider["image"]}) == 3
 
 
 def test_quick_route_validates_like_the_template(emulator) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import gpti2_command
-from gpti2.emulator.art import placeholder_png
+from gpti2.emulator.art import placeholder_png, quick_png
 
 
 def test_generate_writes_a_content_addressed_png(cli, emulator) -> None:
@@ -20,7 +20,7 @@ def test_generate_writes_a_content_addressed_png(cli, emulator) -> None:
     path = Path(run.stdout.strip())
     data = path.read_bytes()
     assert path.name == f"a-lighthouse-at-dawn-{hashlib.sha256(data).hexdigest()[:8]}.png"
-    assert data == placeholder_png("A lighthouse at dawn", 512, 512)
+    assert data == quick_png("A lighthouse at dawn", "openai", "dall-e-3", 512, 512)
 
 
 def test_json_output_describes_the_file(cli, emulator) -> None:
@@ -49,7 +49,9 @@ def test_prompt_from_stdin_is_stripped(cli, emulator) -> None:
     run = cli("generate", "-", "--json", "--base-url", emulator.url, input="  from stdin \n")
     assert run.exit_code == 0, run.stderr
     assert Path(run.json["path"]).name.startswith("from-stdin-")
-    assert Path(run.json["path"]).read_bytes() == placeholder_png("from stdin", 512, 512)
+    assert Path(run.json["path"]).read_bytes() == quick_png(
+        "from stdin", "openai", "dall-e-3", 512, 512
+    )
 
 
 def test_existing_output_is_refused_before_any_request(cli, emulator, tmp_path) -> None:

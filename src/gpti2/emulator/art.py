@@ -89,6 +89,12 @@ def placeholder_png(prompt: str, width: int, height: int) -> bytes:
     return encode_png(width, height, rows(), text={b"Software": SOFTWARE})
 
 
+def quick_png(prompt: str, provider: str, model: str, width: int, height: int) -> bytes:
+    """The quick route's image: seeded by the provider and model as well as the prompt, so
+    models compared offline can be told apart."""
+    return placeholder_png(f"{provider}/{model}\n{prompt}", width, height)
+
+
 def encode_png(
     width: int, height: int, rows: Iterator[bytes], text: dict[bytes, bytes] | None = None
 ) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gpti2.emulator.art import placeholder_png, size_for
+from gpti2.emulator.art import placeholder_png, quick_png, size_for
 from gpti2.emulator.store import InsufficientCredits, Store
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": "Invalid request parameters"})
             return
         width, height = size_for(ratio, self.emu.config.image_size)
-        image = placeholder_png(prompt, width, height)
+        image = quick_png(prompt, provider, model, width, height)
         self._json(200, {"provider": provider, "image": base64.b64encode(image).decode()})
 
     # -- job routes -----------------------------------------------------------------
