@@ -153,6 +153,21 @@ def test_merge_without_paths_takes_every_fragment_beside_the_manifest(cli, shard
     assert _digests(final) == _digests(whole)
 
 
+def test_before_the_merge_every_hint_points_to_the_merge_not_to_paying_again(cli, sharded):
+    emu, final, _ = sharded
+    os.chdir(final)
+    sent = emu.request_count
+    check = cli("batch", "assets.toml", "--check", "--base-url", emu.url)
+    assert check.exit_code == 9
+    merge = f"gpti2 --base-url {emu.url} batch assets.toml --merge"
+    assert f"hint: the shards' lock fragments are not merged yet: {merge}\n" in check.stderr
+    run = cli("batch", "assets.toml", "--base-url", emu.url)
+    assert run.exit_code == 2
+    assert f"hint: merge the shards' lock fragments first: {merge}\n" in run.stderr
+    assert emu.request_count == sent  # nothing was paid for
+    assert cli("batch", "assets.toml", "--merge", "--base-url", emu.url).exit_code == 0
+
+
 def _refused(cli, final: Path, emu, *fragments: str) -> list[str]:
     os.chdir(final)
     before = (

@@ -116,7 +116,7 @@ def batch(
             spec, lock, origin=origin, force=force, only=list(only or []), files=cache, shard=part
         )
         cache.save()
-        _report_plan(ui, spec, items, dry_run, check)
+        _report_plan(ui, spec, items, dry_run, check, unmerged=_unmerged(spec, lock))
         return
 
     target = part.fragment_path(spec) if part else spec.lock_path
@@ -181,9 +181,11 @@ def _run(
         files.check_folder(folder)  # first: a folder the system refuses is named as such
     blocking = core.conflicts(spec, lock, items) if todo else []
     if blocking:
+        hint = "move it away, or pass --force to regenerate and overwrite"
+        if _unmerged(spec, lock):
+            hint = f"merge the shards' lock fragments first: {_merge_command(spec)}"
         raise UsageError(
-            f"{blocking[0]} already exists and the lock file does not record it",
-            hint="move it away, or pass --force to regenerate and overwrite",
+            f"{blocking[0]} already exists and the lock file does not record it", hint=hint
         )
     changed = lock.keep_only(keep) or lock.journaled or lock.without_origin
     if not todo:
@@ -242,13 +244,28 @@ def _names(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def _fragments(spec: Manifest) -> list[Path]:
+    """The shards' lock fragments beside the manifest."""
+    return sorted(spec.path.parent.glob(f"{spec.path.stem}.lock.shard-*-of-*.json"))
+
+
+def _unmerged(spec: Manifest, lock: Lock) -> bool:
+    """Whether a run on the whole manifest finds shards' fragments not merged yet (a shard's
+    own run has its fragment beside it by design)."""
+    return not lock.extra.get("shard") and bool(_fragments(spec))
+
+
+def _merge_command(spec: Manifest) -> str:
+    return f"gpti2 batch {shell_quote(str(spec.path))} --merge"
+
+
 def _merge(ui: Ui, spec: Manifest, origin: str, fragments: list[Path]) -> None:
     from gpti2.batch import Lock
     from gpti2.batch import shard as shards
     from gpti2.errors import UsageError
 
     if not fragments:
-        fragments = sorted(spec.path.parent.glob(f"{spec.path.stem}.lock.shard-*-of-*.json"))
+        fragments = _fragments(spec)
         if not fragments:
             raise UsageError(
                 f"no lock fragments beside {spec.path}",
@@ -287,7 +304,9 @@ def _merge(ui: Ui, spec: Manifest, origin: str, fragments: list[Path]) -> None:
     )
 
 
-def _report_plan(ui: Ui, spec: Manifest, items: list[Item], dry_run: bool, check: bool) -> None:
+def _report_plan(
+    ui: Ui, spec: Manifest, items: list[Item], dry_run: bool, check: bool, *, unmerged: bool
+) -> None:
     from gpti2.errors import OutOfDateError
 
     todo = [item for item in items if item.reason is not None]
@@ -323,7 +342,11 @@ def _report_plan(ui: Ui, spec: Manifest, items: list[Item], dry_run: bool, check
         raise OutOfDateError(
             f"{len(todo)} of {len(items)} images to generate "
             f"(the first: {todo[0].entry.name}, {todo[0].reason})",
-            hint=f"run: gpti2 batch {shell_quote(str(spec.path))}",
+            hint=(
+                f"the shards' lock fragments are not merged yet: {_merge_command(spec)}"
+                if unmerged
+                else f"run: gpti2 batch {shell_quote(str(spec.path))}"
+            ),
         ).after_answer()
 
 
