@@ -163,3 +163,20 @@ def test_login_checks_the_keyring_before_asking_for_the_token(monkeypatch) -> No
     assert result.exit_code == 3
     assert asked == []  # no paste wasted
     assert "no usable keyring" in result.stderr and "--insecure-storage" in result.stderr
+
+
+def test_the_no_terminal_hint_keeps_insecure_storage(cli, emulator, monkeypatch) -> None:
+    # A headless machine: no keyring, no terminal. Following the keyring hint, then the
+    # no-terminal hint, as printed, signs in instead of going round in circles.
+    use_keyring("keyring.backends.fail.Keyring", monkeypatch)
+    first = cli("auth", "login", "--base-url", emulator.url)
+    assert first.exit_code == 3
+    argv = _suggested(_error_lines(first.stderr)[1])
+    assert argv[-1] == "--insecure-storage"
+    second = cli(*argv)  # CliRunner's stdin is no terminal
+    assert second.exit_code == 2
+    _, hint = _error_lines(second.stderr)
+    argv = _suggested(hint)
+    assert argv[-2:] == ["--with-token", "--insecure-storage"], hint
+    assert cli(*argv, input=TOKEN).exit_code == 0
+    assert cli("auth", "token", "--base-url", emulator.url).stdout == TOKEN + "\n"

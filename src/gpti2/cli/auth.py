@@ -59,7 +59,8 @@ def login(
     settings = ui.settings()
     if settings.base_url == "local":
         raise UsageError(
-            "the local emulator needs no sign-in", hint="commands with --base-url local sign in"
+            "the local emulator needs no sign-in",
+            hint="each command with --base-url local signs in to its own emulator by itself",
         )
     if email is not None and with_token:
         raise UsageError("--email signs in with a password; --with-token reads a token")
@@ -69,9 +70,11 @@ def login(
         with _keyring_hint(with_token, email, password_stdin):
             credentials.check_keyring(settings)
     if email is not None:
-        token, session, who = _sign_in(ui, settings, email.strip(), password_stdin)
+        token, session, who = _sign_in(
+            ui, settings, email.strip(), password_stdin, insecure_storage
+        )
     else:
-        token = _read_token(ui, settings, with_token)
+        token = _read_token(ui, settings, with_token, insecure_storage)
         session, who = _check_token(ui, settings, token)
     with _keyring_hint(with_token, email, password_stdin):
         saved = credentials.store(
@@ -86,7 +89,7 @@ def login(
     _say_signed_in(ui, settings, saved, who)
 
 
-def _read_token(ui: Ui, settings: Settings, with_token: bool) -> str:
+def _read_token(ui: Ui, settings: Settings, with_token: bool, insecure_storage: bool) -> str:
     from gpti2 import credentials
     from gpti2.errors import UsageError
 
@@ -99,7 +102,9 @@ def _read_token(ui: Ui, settings: Settings, with_token: bool) -> str:
     else:
         raise UsageError(
             "no terminal to ask for the token",
-            hint="pipe it in: echo $TOKEN | gpti2 auth login --with-token",
+            hint="pipe it in: `echo $TOKEN | gpti2 auth login --with-token"
+            + (" --insecure-storage" if insecure_storage else "")
+            + "`",
         )
     problem = credentials.token_problem(token)
     if problem:
@@ -108,7 +113,7 @@ def _read_token(ui: Ui, settings: Settings, with_token: bool) -> str:
 
 
 def _sign_in(
-    ui: Ui, settings: Settings, email: str, password_stdin: bool
+    ui: Ui, settings: Settings, email: str, password_stdin: bool, insecure_storage: bool
 ) -> tuple[str, Session, Who]:
     """Sign in with email and password; (cookie value, what to store with it, who)."""
     from gpti2 import credentials, signin
@@ -133,7 +138,9 @@ def _sign_in(
     else:
         raise UsageError(
             "no terminal to ask for the password",
-            hint=f"pipe it in: gpti2 auth login --email {email} --password-stdin < FILE",
+            hint=f"pipe it in: `gpti2 auth login --email {email} --password-stdin"
+            + (" --insecure-storage" if insecure_storage else "")
+            + " < FILE`",
         )
     if not password:
         raise UsageError("the password is empty")
