@@ -180,3 +180,26 @@ def test_the_no_terminal_hint_keeps_insecure_storage(cli, emulator, monkeypatch)
     assert argv[-2:] == ["--with-token", "--insecure-storage"], hint
     assert cli(*argv, input=TOKEN).exit_code == 0
     assert cli("auth", "token", "--base-url", emulator.url).stdout == TOKEN + "\n"
+
+
+def test_a_missing_profile_hint_uses_the_base_url_given(cli) -> None:
+    run = cli("--profile", "dave", "--base-url", "http://127.0.0.1:9", "config", "get", "retries")
+    assert run.exit_code == 2
+    _, hint = _error_lines(run.stderr)
+    assert " URL" not in hint and hint.endswith("config set base_url http://127.0.0.1:9"), hint
+    argv = shlex.split(hint.split(": ", 1)[1])[1:]
+    assert cli(*argv).exit_code == 0  # as printed, it creates the profile
+    assert cli("--profile", "dave", "config", "get", "base_url").stdout == "http://127.0.0.1:9\n"
+
+
+def test_local_needs_no_sign_in_and_its_jobs_end_with_the_command(cli) -> None:
+    status = cli("auth", "status", "--base-url", "local")
+    assert status.exit_code == 3
+    _, hint = _error_lines(status.stderr)
+    assert "again" not in hint and "needs no sign-in" in hint, hint
+    started = cli("job", "start", "x", "--base-url", "local")
+    assert started.exit_code == 0, started.stderr
+    assert started.stdout.strip() and "\n" not in started.stdout.strip()
+    assert "note: the local emulator stops with this command" in started.stderr
+    waited = cli("job", "start", "x", "--wait", "-q", "--base-url", "local", "-o", "out")
+    assert waited.exit_code == 0 and "note:" not in waited.stderr

@@ -82,12 +82,14 @@ def login_hint(settings: Settings, token: Token | None = None) -> str:
     there is one: its account, and the plain-text file when it was kept there."""
     from gpti2.dialects import get
 
+    if settings.base_url == "local":
+        return "--base-url local needs no sign-in: each command signs in to its own emulator"
     command = get(settings.api).login_command
     if token is not None and token.email:
         command = command.replace("ADDRESS", token.email)
     if token is not None and token.source == "file":
         command += " --insecure-storage"
-    return f"sign in again with `{command}`"
+    return f"sign in {'again ' if token is not None else ''}with `{command}`"
 
 
 def refused(exc: CredentialsRefused, token: Token, settings: Settings) -> CredentialsRefused:

@@ -405,7 +405,8 @@ def resolve(
     if profile != "default" and profile not in profiles and not missing_profile_ok:
         raise UsageError(
             f"no profile {profile!r} in {path}",
-            hint=f"create it with: gpti2 --profile {shlex.quote(profile)} config set base_url URL",
+            hint=f"create it with: gpti2 --profile {shlex.quote(profile)} config set base_url "
+            + (shlex.quote(str(flags["base_url"])) if "base_url" in flags else "URL"),
         )
 
     values: dict[str, Any] = {}

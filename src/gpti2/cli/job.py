@@ -204,6 +204,11 @@ def start(
             raise
         record.wrote_files(outcome.saved)
     if not wait:
+        if settings.base_url == "local":
+            ui.note(
+                "the local emulator stops with this command, and its jobs with it: "
+                "add --wait, or start jobs against `gpti2 serve`"
+            )
         if ui.state.json:
             ui.out_json(result)
         return
