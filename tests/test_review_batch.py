@@ -66,3 +66,39 @@ def test_the_check_hint_quotes_a_manifest_path_with_a_space(cli, tmp_path, monke
     assert run.exit_code == 9
     hint = run.stderr.split("hint: run: ", 1)[1].strip()
     assert shlex.split(hint) == ["gpti2", "--base-url", "local", "batch", "my assets.toml"]
+
+
+def test_an_interrupted_job_over_an_earlier_image_is_resumed_by_the_next_run(
+    tmp_path, make_emulator
+) -> None:
+    """The earlier image stays the lock's own while the new job runs: the rerun resumes
+    the job instead of refusing 'already exists and the lock file does not record it'."""
+    import signal
+    import time
+
+    from conftest import TOKEN
+    from test_shard import _run
+
+    first, slow = make_emulator(job_seconds=0.2), make_emulator(job_seconds=2.5)
+    folder = tmp_path / "ci"
+    folder.mkdir()
+    (folder / "assets.toml").write_text(manifest(1, route="job"))
+    env = {"GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.05"}
+    done = _run(folder, "--base-url", first.url, env=env)
+    assert done.wait(timeout=30) == 0, done.communicate()[1]
+    proc = _run(folder, "--base-url", slow.url, env=env)  # made by another origin: a new job
+    journal = folder / ".assets.lock.json.journal"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if journal.exists() and '"state":"running"' in journal.read_text():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "the next run resumes them" in err, err
+    rerun = _run(folder, "--base-url", slow.url, env=env)
+    _, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err
+    assert slow.requests["POST /api/aiimage/start"] == 1  # resumed, not paid twice
+    record = json.loads((folder / "assets.lock.json").read_text())["images"]["img0"]
+    assert "state" not in record and record["origin"] == slow.url

@@ -274,6 +274,11 @@ class Runner:
                 "state": RUNNING,
                 "startedAt": now(),
             }
+            # The file an earlier run made stays the lock's own until the new one replaces
+            # it, so a rerun resumes the job rather than taking that file for a stranger's.
+            earlier = (self.lock.records.get(entry.name) or {}).get("path")
+            if isinstance(earlier, str):
+                record["path"] = earlier
             with self._journal_mutex:
                 self.lock.record(entry.name, record)
                 self.started[entry.name] = job.task_id
