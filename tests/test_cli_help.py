@@ -82,6 +82,12 @@ def test_one_placeholder_style(cli, path: list[str]) -> None:
         assert re.fullmatch(r"[A-Z][A-Z_:/]*|\[[a-z_|]+\]", metavar), (path, metavar)
 
 
+def test_numbers_are_shown_as_numbers(cli) -> None:
+    text = _help(cli, ["serve"])
+    for option, metavar in (("--credits", "N"), ("--seed", "N"), ("--latency", "NUMBER")):
+        assert re.search(rf"^\s+{option} {metavar}\s", text, re.M), (option, text)
+
+
 def test_defaults_and_environment_variables_are_shown(cli) -> None:
     text = " ".join(_help(cli, []).split())
     assert "GPTI2_BASE_URL; default: https://www.gpt-image2.dev" in text.replace("- ", "-")

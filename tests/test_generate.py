@@ -230,3 +230,15 @@ def test_retries_are_bounded_by_the_setting(cli, scripted) -> None:
     run = cli("generate", "x", "--retries", "2", "--base-url", scripted.url)
     assert run.exit_code == 6 and "503" in run.stderr
     assert len(scripted.seen) == 3  # the first try and 2 retries
+
+
+def test_an_empty_output_is_refused_before_any_request(cli, emulator, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for empty in ("", " "):
+        run = cli("generate", "a fox", "-o", empty, "--base-url", emulator.url)
+        assert run.exit_code == 2, run.stderr
+        assert "error: -o is empty" in run.stderr
+    assert emulator.request_count == 0
+    assert list(here.iterdir()) == []

@@ -57,6 +57,8 @@ class Placement:
             return cls(to_stdout=True, force=force)
         if output is None:
             return cls(folder=Path(output_dir).expanduser(), force=force)
+        if not output.strip():  # a script's -o "$OUT" with OUT unset
+            raise UsageError("-o is empty", hint="give a file or a folder, or - for stdout")
         path = Path(output).expanduser()
         if _is_folder(path) or output.endswith(("/", "\\")):
             return cls(folder=path, force=force)

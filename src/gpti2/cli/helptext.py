@@ -167,7 +167,8 @@ METAVARS = {
     "--db": "PATH",
     "--shard": "K/N",
 }
-_TYPE_METAVARS = {"integer": "N", "float": "NUMBER", "path": "PATH"}
+# By the type's name as click spells it: `int`, `int range`, `float`, `float range`, `path`.
+_TYPE_METAVARS = {"int": "N", "float": "NUMBER", "path": "PATH"}
 
 # Root options that are not repeated in a subcommand's "Global options": the command
 # lists its own -q and --json; --version and --help belong to the root alone.
@@ -175,11 +176,8 @@ _NOT_GLOBAL = {"--version", "--help", "--json", "--quiet"}
 
 
 def _type_metavar(param: Any) -> str:
-    name = getattr(param.type, "name", "") or ""
-    for key, metavar in _TYPE_METAVARS.items():
-        if key in name.lower():
-            return metavar
-    return "TEXT"
+    name = (getattr(param.type, "name", "") or "").lower()
+    return _TYPE_METAVARS.get(name.split()[0] if name else "", "TEXT")
 
 
 def _argument_metavar(param: Any) -> Any:
