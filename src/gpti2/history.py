@@ -130,6 +130,19 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def image_fields(path: Path | None, info: ImageInfo) -> dict[str, Any]:
+    """A row's fields for an image written to `path` (None: written to stdout)."""
+    return {
+        "path": str(Path(path).absolute()) if path is not None else None,
+        "sha256": info.sha256,
+        "bytes": info.bytes,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "aspectRatio": ratio_of(info.width, info.height),
+    }
+
+
 def ratio_of(width: int | None, height: int | None) -> str | None:
     """The reduced `W:H` of a size."""
     import math
@@ -313,13 +326,7 @@ class Attempt:
         """Record an image written to `path` (None: written to stdout)."""
         self.recorder.add(
             self._row(
-                path=str(Path(path).absolute()) if path is not None else None,
-                sha256=info.sha256,
-                bytes=info.bytes,
-                format=info.format,
-                width=info.width,
-                height=info.height,
-                aspectRatio=ratio_of(info.width, info.height),
+                **image_fields(path, info),
                 **({"taskId": task_id} if task_id else {}),
                 **extra,
             )
@@ -455,15 +462,7 @@ def batch_end(
                 "error": result.error,
             }
             if info is not None and path is not None:
-                row.update(
-                    path=str(path.absolute()),
-                    sha256=info.sha256,
-                    bytes=info.bytes,
-                    format=info.format,
-                    width=info.width,
-                    height=info.height,
-                    aspectRatio=ratio_of(info.width, info.height),
-                )
+                row.update(image_fields(path, info))
             found.add(row)
         end(result)
 
