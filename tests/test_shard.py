@@ -146,6 +146,15 @@ def test_four_shards_merged_equal_one_unsharded_run(cli, sharded) -> None:
     assert len(_digests(final)) == ENTRIES
 
 
+def test_a_fragment_named_twice_is_merged_once(cli, sharded) -> None:
+    emu, final, _ = sharded
+    os.chdir(final)
+    one = sorted(p.name for p in final.glob("assets.lock.shard-*.json"))[0]
+    run = cli("batch", "assets.toml", "--merge", one, f"./{one}", "--base-url", emu.url)
+    assert run.exit_code == 0, run.stderr
+    assert "merged 1 fragment(s)" in run.stderr
+
+
 def test_merge_without_paths_takes_every_fragment_beside_the_manifest(cli, sharded) -> None:
     emu, final, whole = sharded
     os.chdir(final)

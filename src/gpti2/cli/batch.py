@@ -271,6 +271,7 @@ def _merge(ui: Ui, spec: Manifest, origin: str, fragments: list[Path]) -> None:
                 f"no lock fragments beside {spec.path}",
                 hint="give their paths: gpti2 batch MANIFEST --merge FRAGMENT...",
             )
+    fragments = list({path.resolve(): path for path in fragments}.values())  # each once
     lock = Lock.read(spec.lock_path, origin)
     result = shards.merge(spec, fragments, lock.records)
     if result.problems:
