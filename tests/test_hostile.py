@@ -46,6 +46,7 @@ def loopback_only(monkeypatch):
 
     def guarded(address, *args, **kwargs):
         host = address[0]
+        host = host.decode("ascii") if isinstance(host, bytes) else host  # http1 sends bytes
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise AssertionError(f"a test tried to connect to {host}")
         return real(address, *args, **kwargs)

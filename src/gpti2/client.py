@@ -16,11 +16,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from gpti2 import __version__
+from gpti2 import __version__, http1
 from gpti2.display import REDACTED, add_secret, redact, shown
 from gpti2.errors import AuthError, Gpti2Error, MayHaveRunError, ServerError, UsageError
 from gpti2.retry import (
@@ -56,17 +55,17 @@ Log = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
 
 
-@dataclass(frozen=True)
 class Credentials:
     """A token and how it is sent."""
 
-    token: str
-    scheme: str = "bearer"
-    cookie_name: str = "better-auth.session_token"
+    __slots__ = ("cookie_name", "scheme", "token")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, token: str, scheme: str = "bearer", cookie_name: str = "better-auth.session_token"
+    ) -> None:
         from gpti2.credentials import cookie_name_problem, token_problem
 
+        self.token, self.scheme, self.cookie_name = token, scheme, cookie_name
         add_secret(self.token)
         problem = token_problem(self.token)
         if problem:
@@ -247,44 +246,56 @@ def _lazy_transport(factory: Callable[[], httpx.BaseTransport]) -> httpx.BaseTra
 
 
 class _SingleTransport:
-    """The standard library's http.client, a fresh connection per request and none kept:
-    for a command that sends one request (`generate`), it starts sooner than httpx.
-    TLS trusts what httpx trusts (SSL_CERT_FILE, SSL_CERT_DIR, else certifi's bundle)."""
+    """One fresh connection per request and none kept, framed by `http1` on the standard
+    library's sockets: for a command that sends one request (`generate`), it starts sooner
+    than httpx. TLS trusts what httpx trusts (SSL_CERT_FILE, SSL_CERT_DIR, else certifi's
+    bundle)."""
 
     def __init__(self, timeout: float, headers: dict[str, str]) -> None:
         self._timeout = timeout
-        self._headers = {**headers, "Accept": "*/*", "Connection": "close"}
+        self._headers = {
+            **headers,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",
+            "Connection": "close",
+        }
 
     @contextlib.contextmanager
     def stream(
         self, method: str, url: str, content: bytes | None, headers: dict[str, str]
-    ) -> Iterator[_SingleResponse]:
-        import http.client
-
+    ) -> Iterator[http1.Response]:
         parts = urlsplit(url)
-        host, timeout = parts.hostname or "", min(self._timeout, CONNECT_TIMEOUT)
-        conn = (
-            http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=_tls())
-            if parts.scheme == "https"
-            else http.client.HTTPConnection(host, parts.port, timeout=timeout)
-        )
+        scheme, host, port = parts.scheme, parts.hostname or "", parts.port
         try:
-            try:
-                conn.connect()
-            except OSError as exc:
-                raise TransportFailure(
-                    exc, not_sent=True, timed_out=isinstance(exc, TimeoutError)
-                ) from exc
-            conn.sock.settimeout(self._timeout)
+            sock = http1.connect(
+                scheme,
+                host,
+                port,
+                min(self._timeout, CONNECT_TIMEOUT),
+                _tls() if scheme == "https" else None,
+            )
+        except OSError as exc:
+            raise TransportFailure(
+                exc, not_sent=True, timed_out=isinstance(exc, TimeoutError)
+            ) from exc
+        reader = None
+        try:
+            sock.settimeout(self._timeout)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            all_headers = {"Host": http1.host_header(scheme, host, port), **self._headers}
             try:
-                conn.request(method, target, body=content, headers={**self._headers, **headers})
-                resp = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
+                sock.sendall(
+                    http1.request_bytes(method, target, {**all_headers, **headers}, content)
+                )
+                reader = http1.Reader(sock)
+                resp = http1.Response(reader, method, url)
+            except (OSError, http1.ProtocolError) as exc:
                 raise _cut(exc) from exc
-            yield _SingleResponse(resp, url)
+            yield _SingleResponse(resp)
         finally:
-            conn.close()
+            if reader is not None:
+                reader.close()
+            sock.close()
 
     def close(self) -> None:
         pass
@@ -338,39 +349,27 @@ def _tls() -> Any:
 
 
 class _SingleResponse:
-    """An http.client response with the httpx attributes the client reads."""
+    """An `http1` response whose body reads fail as the transport fails."""
 
-    def __init__(self, resp: Any, url: str) -> None:
+    def __init__(self, resp: http1.Response) -> None:
         self._resp = resp
-        self.url = url
-        self.status_code: int = resp.status
-        self.reason_phrase: str = resp.reason
-        headers: dict[str, str] = {}
-        for name, value in resp.getheaders():
-            key = name.lower()  # as httpx shows them
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.headers = headers
-        self.set_cookies = tuple(v for n, v in resp.getheaders() if n.lower() == "set-cookie")
+        self.url = resp.url
+        self.status_code = resp.status_code
+        self.reason_phrase = resp.reason_phrase
+        self.headers = resp.headers
+        self.set_cookies = resp.set_cookies
 
-    def iter_bytes(self, size: int = 1 << 16) -> Iterator[bytes]:
+    def iter_bytes(self) -> Iterator[bytes]:
         """Each piece as it arrives (one read at most), so a deadline is seen."""
-        import http.client
-
+        pieces = self._resp.iter_bytes()
         while True:
             try:
-                chunk = self._resp.read1(size)
-            except (OSError, http.client.HTTPException) as exc:
+                piece = next(pieces, None)
+            except (OSError, http1.ProtocolError) as exc:
                 raise _cut(exc) from exc
-            if not chunk:
-                if self._resp.length:  # http.client does not complain about a short body
-                    raise _cut(
-                        ConnectionError(
-                            f"the server closed the connection {self._resp.length} bytes"
-                            " before the end of the body"
-                        )
-                    )
+            if piece is None:
                 return
-            yield chunk
+            yield piece
 
 
 def _default_policy(method: str) -> RetryPolicy:

@@ -13,8 +13,7 @@ Kept free of heavy imports: settings.py reads the defaults from here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     from gpti2.errors import Gpti2Error
@@ -198,8 +197,7 @@ def get(name: str) -> Dialect:
     return DIALECTS[name]
 
 
-@dataclass(frozen=True)
-class ServerApi:
+class ServerApi(NamedTuple):
     """A dialect with one profile's values applied: what the core asks about a server."""
 
     dialect: Dialect

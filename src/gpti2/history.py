@@ -17,10 +17,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gpti2.errors import UsageError
 
@@ -235,16 +234,15 @@ def close_all() -> None:
         _warned.clear()
 
 
-@dataclass
 class Recorder:
     """Where one command records its rows: a database, or nowhere when history is off.
 
     `add` never raises: a failure is reported once through `warn`, and later rows of the
     same command are dropped quietly."""
 
-    path: Path | None
-    warn: Callable[[str], None] | None = None
-    failed: bool = False
+    def __init__(self, path: Path | None, warn: Callable[[str], None] | None = None) -> None:
+        self.path, self.warn = path, warn
+        self.failed = False
 
     def add(self, row: Mapping[str, Any], table: str = "history") -> None:
         if self.path is None or self.failed:
@@ -284,22 +282,28 @@ def recorder(
     return Recorder(db_path(environ), warn)
 
 
-@dataclass
 class Attempt:
     """What a command asked for; `wrote` and `failed` record how it ended."""
 
-    recorder: Recorder
-    command: str
-    route: str
-    origin: str
-    prompt: str | None
-    model: str | None
-    provider: str | None = None
-    feature_id: str | None = None
-    mode: str | None = None
-    requested_aspect_ratio: str | None = None
-    task_id: str | None = None
-    started: float = field(default_factory=time.monotonic)
+    def __init__(
+        self,
+        recorder: Recorder,
+        command: str,
+        route: str,
+        origin: str,
+        prompt: str | None,
+        model: str | None,
+        provider: str | None = None,
+        feature_id: str | None = None,
+        mode: str | None = None,
+        requested_aspect_ratio: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        self.recorder, self.command, self.route, self.origin = recorder, command, route, origin
+        self.prompt, self.model, self.provider = prompt, model, provider
+        self.feature_id, self.mode = feature_id, mode
+        self.requested_aspect_ratio, self.task_id = requested_aspect_ratio, task_id
+        self.started = time.monotonic()
 
     def _row(self, **values: Any) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -567,8 +571,7 @@ def parse_since(value: str, clock: Callable[[], datetime] | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-@dataclass
-class Query:
+class Query(NamedTuple):
     """A history search: every filter optional; newest first, at most `limit` (0: all)."""
 
     text: str | None = None

@@ -9,8 +9,8 @@ import re
 import struct
 import unicodedata
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gpti2.errors import ServerError
 
@@ -185,8 +185,7 @@ def _webp_problem(data: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
     """What we know of an image's bytes."""
 
     format: str

@@ -4,9 +4,8 @@ the `--json` answer of `gpti2 generate`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpti2.errors import UsageError
 from gpti2.images import ImageInfo, reduced_ratio
@@ -25,8 +24,7 @@ def dry_run_plan(base_url: str, route: str, body: dict[str, Any]) -> dict[str, A
     }
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """Exactly one of: stdout, a named file (`target`), or a folder where the image gets
     its content-addressed name."""
 
@@ -98,8 +96,7 @@ def _is_folder(path: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """An image on disk: where, what, and whether it was there already."""
 
     path: Path
@@ -112,8 +109,7 @@ class Saved:
         return "already had" if self.already_had else "wrote"
 
 
-@dataclass(frozen=True)
-class Generated:
+class Generated(NamedTuple):
     """What `gpti2 generate` answers: the image, where it went, and what was asked."""
 
     path: Path | None

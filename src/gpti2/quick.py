@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpti2.client import ApiClient, RetryPolicy, host_of, loads, unwrap
 from gpti2.errors import RejectedError, ServerError, UsageError
@@ -18,8 +17,7 @@ _IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
 _UNESCAPE_SLICE = 1 << 20
 
 
-@dataclass(frozen=True)
-class QuickRequest:
+class QuickRequest(NamedTuple):
     """One quick-route request, as sent on the wire."""
 
     prompt: str
@@ -36,8 +34,7 @@ class QuickRequest:
         }
 
 
-@dataclass
-class GeneratedImage:
+class GeneratedImage(NamedTuple):
     """Decoded image bytes and what the server said about them."""
 
     data: bytes

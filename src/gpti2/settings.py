@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -348,14 +347,23 @@ def save_value(path: Path, profile: str, key: str, value: Any | None) -> None:
     write_atomic(path, "\n".join(lines).encode(), force=True)
 
 
-@dataclass
 class Settings:
     """The effective settings of one command, and where each came from."""
 
-    profile: str
-    values: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
-    path: Path | None = None
+    def __init__(
+        self,
+        profile: str,
+        values: dict[str, Any],
+        sources: dict[str, str] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.profile, self.values = profile, values
+        self.sources = {} if sources is None else sources
+        self.path = path
+
+    def with_values(self, **values: Any) -> Settings:
+        """A copy with some values replaced."""
+        return Settings(self.profile, {**self.values, **values}, self.sources, self.path)
 
     def __getattr__(self, key: str) -> Any:
         try:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from gpti2.display import shown
@@ -28,8 +27,7 @@ from gpti2.errors import (
 EnvelopeErrors = Callable[[int, str], Gpti2Error]
 
 
-@dataclass
-class Reply:
+class Reply(NamedTuple):
     """A finished HTTP exchange with its body read (bounded)."""
 
     status: int

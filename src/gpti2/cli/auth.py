@@ -162,15 +162,13 @@ def _sign_in(
 def _check_token(ui: Ui, settings: Settings, token: str) -> tuple[Session | None, Who | None]:
     """Ask the server about a pasted token before it is stored: (what to store with it, who
     it belongs to); a refused token is exit 3. An unreachable server leaves it unchecked."""
-    import dataclasses
-
     from gpti2 import credentials, signin
     from gpti2.dialects import get
     from gpti2.errors import AuthError, ServerError
 
     dialect = get(settings.api)
     # One attempt, no retries: a check, not a paid request; an unreachable server is said.
-    quick = dataclasses.replace(settings, values={**settings.values, "retries": 0})
+    quick = settings.with_values(retries=0)
     names: tuple[str | None, ...] = (None,)
     if settings.auth_scheme == "cookie" and settings.sources["cookie_name"].startswith("default"):
         names = dialect.cookie_names(settings.base_url) or (None,)
@@ -326,8 +324,6 @@ def status(ctx: typer.Context, json_out: JsonOption = False, quiet: QuietOption 
 def _sign_out(ui: Ui, settings: Settings) -> None:
     """End the stored session on the server (better-auth's sign-out); say so when that
     fails, then remove it here anyway."""
-    import dataclasses
-
     from gpti2 import credentials, signin
     from gpti2.errors import Gpti2Error
 
@@ -337,7 +333,7 @@ def _sign_out(ui: Ui, settings: Settings) -> None:
         return
     if token is None or token.source == "env" or not token.cookie_name:
         return
-    quick = dataclasses.replace(settings, values={**settings.values, "retries": 0})
+    quick = settings.with_values(retries=0)
     try:
         with ui.client(quick, auth=True) as client:
             signin.sign_out(client)

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from gpti2.settings import Settings
 
 
-@dataclass
 class Environment:
     """The streams, terminals and environment variables a command sees.
 
@@ -28,13 +26,20 @@ class Environment:
     replace what they need (`Environment(stderr_isatty=True)`) instead of patching `sys`.
     """
 
-    stdin: IO[str] | None = None
-    stdout: IO[str] | None = None
-    stderr: IO[str] | None = None
-    stdin_isatty: bool | None = None
-    stdout_isatty: bool | None = None
-    stderr_isatty: bool | None = None
-    vars: Mapping[str, str] | None = None
+    def __init__(
+        self,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        stdin_isatty: bool | None = None,
+        stdout_isatty: bool | None = None,
+        stderr_isatty: bool | None = None,
+        vars: Mapping[str, str] | None = None,
+    ) -> None:
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.stdin_isatty, self.stdout_isatty = stdin_isatty, stdout_isatty
+        self.stderr_isatty = stderr_isatty
+        self.vars = vars
 
     @property
     def stdin_(self) -> IO[str]:
@@ -68,20 +73,27 @@ class Environment:
         return self.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-@dataclass
 class State:
     """Root options and output mode of one invocation (the click context's obj)."""
 
-    base_url: str | None = None
-    profile: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    no_progress: bool = False
-    allow_insecure_http: bool = False
-    verbose: bool = False
-    json: bool = False
-    quiet: bool = False
-    env: Environment = field(default_factory=Environment)
+    def __init__(
+        self,
+        base_url: str | None = None,
+        profile: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        no_progress: bool = False,
+        allow_insecure_http: bool = False,
+        verbose: bool = False,
+        json: bool = False,
+        quiet: bool = False,
+        env: Environment | None = None,
+    ) -> None:
+        self.base_url, self.profile = base_url, profile
+        self.timeout, self.retries = timeout, retries
+        self.no_progress, self.allow_insecure_http = no_progress, allow_insecure_http
+        self.verbose, self.json, self.quiet = verbose, json, quiet
+        self.env = Environment() if env is None else env
 
     def flags(self, **command_flags: Any) -> dict[str, Any]:
         """Root flags plus a command's own, for `settings.resolve`."""

@@ -1,0 +1,192 @@
+"""HTTP/1.1 framing for one request over one fresh connection, on the standard library's
+sockets: what a one-request command (`generate`) sends with.
+
+The standard library's http.client would do, but it imports the email package to parse
+headers, a sixth of `generate`'s whole run. This module only frames bytes: the client
+(client.py) decides timeouts, retries, redirects and what an answer means. It reads
+strictly (a server's bytes are not trusted): bounded lines, a bounded header count, one
+Content-Length, chunked or close-delimited bodies, and a body that ends early is an error.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+MAX_LINE = 65536
+MAX_HEADERS = 100
+MAX_INTERIM = 16  # 1xx answers skipped before the real one
+READ_SIZE = 1 << 16
+
+
+class ProtocolError(Exception):
+    """The server's bytes are not an HTTP/1.1 answer this module reads."""
+
+
+def connect(
+    scheme: str, host: str, port: int | None, timeout: float, tls: object | None = None
+) -> socket.socket:
+    """A connected socket (wrapped in TLS for https, `tls` being an `ssl.SSLContext`)."""
+    port = port or (443 if scheme == "https" else 80)
+    # An ASCII name goes to the resolver as bytes: a str is IDNA-encoded first, and the
+    # codec costs an import for nothing.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
+    if scheme != "https":
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)  # type: ignore[attr-defined]
+    except BaseException:
+        sock.close()
+        raise
+
+
+def host_header(scheme: str, host: str, port: int | None) -> str:
+    """The Host header: the name (IPv6 in brackets) and the port unless it is the default."""
+    name = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    return name if port in (None, default) else f"{name}:{port}"
+
+
+def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The request head (and body) as sent. A header that would split the head is refused."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    for name, value in headers.items():
+        if any(c in name or c in value for c in "\r\n\0") or ":" in name:
+            raise ValueError(f"header {name!r} holds a character a header cannot carry")
+        lines.append(f"{name}: {value}")
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + (body or b"")
+
+
+class Response:
+    """An answer whose head has been read; its body is read by `iter_bytes`. It carries
+    the attributes of an httpx response that the client reads."""
+
+    def __init__(self, reader: Reader, method: str, url: str) -> None:
+        self.url = url
+        self._reader = reader
+        for _ in range(MAX_INTERIM + 1):
+            self.status_code, self.reason_phrase = reader.status_line()
+            fields = reader.header_fields()
+            if not 100 <= self.status_code < 200:
+                break
+        else:
+            raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")
+        self.headers: dict[str, str] = {}
+        for name, value in fields:
+            key = name.lower()  # as httpx shows them
+            self.headers[key] = f"{self.headers[key]}, {value}" if key in self.headers else value
+        self.set_cookies = tuple(v for n, v in fields if n.lower() == "set-cookie")
+        self._framing = self._body_framing(method)
+
+    def _body_framing(self, method: str) -> tuple[str, int]:
+        if method == "HEAD" or self.status_code in (204, 304):
+            return "length", 0
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None:
+            codings = [c.strip().lower() for c in coding.split(",")]
+            if codings != ["chunked"]:
+                raise ProtocolError(f"unsupported Transfer-Encoding {coding[:60]!r}")
+            return "chunked", 0
+        length = self.headers.get("content-length")
+        if length is None:
+            return "close", 0
+        values = {v.strip() for v in length.split(",")}
+        value = values.pop()
+        if values or not value.isdigit() or len(value) > 18:
+            raise ProtocolError(f"bad Content-Length {length[:60]!r}")
+        return "length", int(value)
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body, each piece as it arrives (one read at most), so a deadline is seen."""
+        kind, size = self._framing
+        if kind == "chunked":
+            yield from self._reader.chunked()
+        elif kind == "length":
+            yield from self._reader.exactly(size)
+        else:
+            yield from self._reader.until_close()
+
+
+class Reader:
+    """Bounded reads of an answer's lines and body from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._file = sock.makefile("rb")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _line(self, what: str) -> bytes:
+        line = self._file.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise ProtocolError(f"{what} longer than {MAX_LINE} bytes")
+        if line and not line.endswith(b"\n"):
+            raise ConnectionError(f"the server closed the connection within a {what}")
+        return line
+
+    def status_line(self) -> tuple[int, str]:
+        line = self._line("status line")
+        if not line:
+            raise ConnectionError("the server closed the connection without an answer")
+        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.1 status line: {line[:60]!r}")
+        return int(code), reason.strip()
+
+    def header_fields(self) -> list[tuple[str, str]]:
+        fields: list[tuple[str, str]] = []
+        while True:
+            line = self._line("header line").decode("latin-1")
+            if not line:
+                raise ConnectionError("the server closed the connection within the headers")
+            if line in ("\r\n", "\n"):
+                return fields
+            if line[0] in " \t" and fields:  # an obsolete folded continuation
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip()}")
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise ProtocolError(f"not a header line: {line[:60]!r}")
+            if len(fields) >= MAX_HEADERS:
+                raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+            fields.append((name, value.strip()))
+
+    def exactly(self, size: int) -> Iterator[bytes]:
+        left = size
+        while left:
+            piece = self._file.read1(min(left, READ_SIZE))
+            if not piece:
+                raise ConnectionError(
+                    f"the server closed the connection {left} bytes before the end of the body"
+                )
+            left -= len(piece)
+            yield piece
+
+    def until_close(self) -> Iterator[bytes]:
+        while piece := self._file.read1(READ_SIZE):
+            yield piece
+
+    def chunked(self) -> Iterator[bytes]:
+        while True:
+            line = self._line("chunk size line")
+            if not line:
+                raise ConnectionError("the server closed the connection within a chunked body")
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or len(digits) > 15 or digits.strip(b"0123456789abcdefABCDEF"):
+                raise ProtocolError(f"bad chunk size line: {line[:60]!r}")
+            size = int(digits, 16)
+            if size == 0:
+                break
+            yield from self.exactly(size)
+            if self._line("chunk end") not in (b"\r\n", b"\n"):
+                raise ProtocolError("a chunk does not end where its size says")
+        for _ in range(MAX_HEADERS + 1):  # trailer fields, then the blank line
+            if self._line("trailer line") in (b"\r\n", b"\n", b""):
+                return
+        raise ProtocolError(f"more than {MAX_HEADERS} trailer lines")
