@@ -126,7 +126,8 @@ def downloads(builds: dict[str, Path | None], runs: int, tmp: Path) -> None:
                     times[name].append(wall)
     print(
         "job fetch, 8 images, emulator --latency 0.25: one status, then the images"
-        " (0.50 s if all 8 went at once; 4 at a time: 0.75 s)"
+        " (0.50 s if all 8 go at once, as they do with jobs.DOWNLOADS = 8;"
+        " 4 at a time: 0.75 s)"
     )
     base = statistics.median(next(iter(times.values())))
     for name, samples in times.items():

@@ -38,7 +38,7 @@ WAIT_PATIENCE = 30.0  # seconds of failing status answers a wait rides out
 SECOND_SAMPLE = 0.4  # the second look at a progress figure, for its pace
 FIRST_LOOK = 0.4  # the first poll of a job begun just now
 LATE_GIVE_UP = 5.0  # an estimate this many seconds past is wrong: back to the plain schedule
-DOWNLOADS = 4  # result images downloaded at once, by any command (fetch, start, batch)
+DOWNLOADS = 8  # result images downloaded at once, by any command (fetch, start, batch)
 DOWNLOAD_SLOTS = threading.BoundedSemaphore(DOWNLOADS)
 MAX_IMAGES = 100  # images taken from one job (the `max_images` setting)
 
