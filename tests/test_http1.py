@@ -147,7 +147,14 @@ def test_the_request_head_carries_a_length_and_refuses_a_header_that_splits_it()
         ("https", "example.com", 80, "example.com:80"),
         ("http", "::1", 8080, "[::1]:8080"),
         ("https", "::1", None, "[::1]"),
+        ("https", "bücher.example", 8443, "xn--bcher-kva.example:8443"),
     ],
 )
 def test_the_host_header_omits_the_default_port(scheme, host, port, header) -> None:
     assert http1.host_header(scheme, host, port) == header
+
+
+def test_a_target_outside_ascii_is_sent_percent_encoded_as_utf8() -> None:
+    assert http1.request_target("/€/ä b", "q=ü") == "/%E2%82%AC/%C3%A4%20b?q=%C3%BC"
+    assert http1.request_target("/a%20b", "x=1&y=/") == "/a%20b?x=1&y=/"
+    assert http1.request_target("", "") == "/"

@@ -281,7 +281,7 @@ class _SingleTransport:
         reader = None
         try:
             sock.settimeout(self._timeout)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            target = http1.request_target(parts.path, parts.query)
             all_headers = {"Host": http1.host_header(scheme, host, port), **self._headers}
             try:
                 sock.sendall(

@@ -42,10 +42,24 @@ def connect(
 
 
 def host_header(scheme: str, host: str, port: int | None) -> str:
-    """The Host header: the name (IPv6 in brackets) and the port unless it is the default."""
+    """The Host header: the name (IPv6 in brackets, a non-ASCII name in its IDNA form) and
+    the port unless it is the default."""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
     name = f"[{host}]" if ":" in host else host
     default = 443 if scheme == "https" else 80
     return name if port in (None, default) else f"{name}:{port}"
+
+
+def request_target(path: str, query: str) -> str:
+    """The path and query as sent: characters outside ASCII percent-encoded as UTF-8 (as
+    httpx sends them); what is already ASCII is left as the URL has it."""
+    target = (path or "/") + (f"?{query}" if query else "")
+    if target.isascii():
+        return target
+    from urllib.parse import quote
+
+    return quote(target, safe="".join(chr(c) for c in range(33, 127)))
 
 
 def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
