@@ -102,10 +102,12 @@ def test_fast_path_and_full_command_line_give_identical_results(emulator, tmp_pa
 
 
 def test_a_simple_generate_does_not_load_typer(emulator, tmp_path) -> None:
+    # Nor what made it slow: http.client (with the email package) and dataclasses (inspect).
     probe = (
         "import sys\nfrom gpti2.cli.generate import fast_main\n"
         "code = fast_main(sys.argv[1:])\n"
-        "heavy = [m for m in ('typer', 'click', 'rich', 'httpx') if m in sys.modules]\n"
+        "heavy = [m for m in ('typer', 'click', 'rich', 'httpx', 'http.client', 'email',"
+        " 'dataclasses', 'inspect', 'pydantic', 'keyring') if m in sys.modules]\n"
         "print('CODE', code, heavy)\n"
     )
     out = subprocess.run(
