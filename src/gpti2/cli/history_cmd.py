@@ -102,7 +102,10 @@ def _local_time(stamp: str) -> str:
 
 
 def _model(row: dict[str, Any]) -> str:
-    return f"{row['provider']}:{row['model']}" if row.get("provider") else str(row["model"])
+    """PROVIDER:MODEL, the model alone, or "" when the row does not know it (a `job fetch`
+    of a job started elsewhere)."""
+    model = row.get("model") or ""
+    return f"{row['provider']}:{model}" if row.get("provider") and model else model
 
 
 def _outcome(row: dict[str, Any]) -> str:
@@ -117,16 +120,10 @@ def _outcome(row: dict[str, Any]) -> str:
 def _plain(row: dict[str, Any]) -> list[str]:
     from gpti2.display import shown
 
-    where = row["error"] if row["exitCode"] else (row.get("path") or "-")
-    return [
-        str(row["id"]),
-        row["time"],
-        row["command"],
-        _model(row),
-        _outcome(row),
-        shown(where or "", None),
-        shown(row.get("prompt") or "", None),
-    ]
+    where = row.get("error") if row["exitCode"] else (row.get("path") or "-")
+    cells = (row["id"], row["time"], row["command"], _model(row), _outcome(row), where)
+    # An unknown field is an empty cell (never the word None), so columns stay in place.
+    return ["" if cell is None else shown(cell, None) for cell in (*cells, row.get("prompt"))]
 
 
 def _table(ui: Ui, rows: list[dict[str, Any]]) -> None:
@@ -144,10 +141,16 @@ def _table(ui: Ui, rows: list[dict[str, Any]]) -> None:
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=40)
     table.add_column("file", overflow="fold", min_width=24)
     styles = {"ok": "green", "stdout": "green", "missing": "yellow", "changed": "yellow"}
+
+    def cell(text: str) -> Text:
+        """What a row knows, or a dim `-` where it does not."""
+        return Text(shown(text, None)) if text else Text("-", style="dim")
+
     for row in rows:
         outcome = _outcome(row)
         if row["exitCode"]:
-            where = Text(shown(f"{outcome}: {row['error']}", 160), style="red")
+            said = f"{outcome}: {row['error']}" if row.get("error") else outcome
+            where = Text(shown(said, 160), style="red")
             size = ""
         else:
             label = row.get("path") or "(stdout)"
@@ -158,9 +161,9 @@ def _table(ui: Ui, rows: list[dict[str, Any]]) -> None:
         table.add_row(
             str(row["id"]),
             _local_time(row["time"]),
-            Text(shown(_model(row), None)),
-            size,
-            Text(shown(row.get("prompt") or "", None)),
+            cell(_model(row)),
+            cell(size),
+            cell(row.get("prompt") or ""),
             where,
         )
     Console(file=ui.env.stdout_, highlight=False, soft_wrap=False).print(table)

@@ -1,0 +1,57 @@
+"""Small edges of the command line left over from the last release: empty history cells,
+a busy `serve` port, stray `completion` arguments, quoted addresses in auth hints, unknown
+root options, and the emulator's shutdown under a request still in flight."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from conftest import TOKEN
+from gpti2.cli import app
+from gpti2.cli.context import Environment
+
+# -- 1. history: an unknown field is an empty cell, never the word None -------------------
+
+
+def _fetch_a_job_started_unrecorded(cli, emulator, tmp_path) -> str:
+    """`job fetch` of a job whose start is not in the history: it knows no model."""
+    env = {"GPTI2_TOKEN": TOKEN}
+    start = cli(
+        "job", "start", "a heron", "--base-url", emulator.url, env={**env, "GPTI2_NO_HISTORY": "1"}
+    )
+    assert start.exit_code == 0, start.stderr
+    task_id = start.stdout.strip()
+    fetch = cli(
+        "job", "fetch", task_id, "--wait", "--poll-interval", "0.05",
+        "-o", str(tmp_path), "--base-url", emulator.url, env=env,
+    )  # fmt: skip
+    assert fetch.exit_code == 0, fetch.stderr
+    return task_id
+
+
+def test_history_shows_an_unknown_model_as_an_empty_cell_not_none(cli, emulator, tmp_path):
+    task_id = _fetch_a_job_started_unrecorded(cli, emulator, tmp_path)
+    rows = cli("history", "--json").json
+    assert rows[0]["taskId"] == task_id and rows[0]["model"] is None  # JSON keeps null
+    assert rows[0]["prompt"] is None
+    plain = cli("history")
+    cells = plain.stdout.rstrip("\n").split("\t")
+    assert len(cells) == 7 and cells[2] == "job fetch"
+    assert cells[3] == "" and cells[6] == ""  # model and prompt: empty, not None
+    assert "None" not in plain.stdout
+
+
+def test_history_table_shows_a_dash_for_an_unknown_model(cli, emulator, tmp_path) -> None:
+    _fetch_a_job_started_unrecorded(cli, emulator, tmp_path)
+    failed = cli("job", "fetch", "task_nosuch", "--base-url", emulator.url,
+                 env={"GPTI2_TOKEN": TOKEN})  # fmt: skip
+    assert failed.exit_code == 5
+    result = CliRunner().invoke(
+        app, ["history"], environment=Environment(stdout_isatty=True), env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "None" not in result.stdout
+    fetched = next(line for line in result.stdout.splitlines() if line.strip().startswith("1 "))
+    cells = [cell.strip() for cell in fetched.split("│")]
+    assert cells[2] == "-" and cells[4] == "-"  # model and prompt
+    assert "failed (5): " in result.stdout
