@@ -55,3 +55,27 @@ def test_history_table_shows_a_dash_for_an_unknown_model(cli, emulator, tmp_path
     cells = [cell.strip() for cell in fetched.split("│")]
     assert cells[2] == "-" and cells[4] == "-"  # model and prompt
     assert "failed (5): " in result.stdout
+
+
+# -- 2. serve on a port in use ------------------------------------------------------------
+
+
+def test_serve_on_a_port_in_use_is_one_error_naming_it_with_a_hint(
+    cli, tmp_path, monkeypatch
+) -> None:
+    import socket
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its store would go
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = cli("serve", "--port", str(port))
+    assert run.exit_code == 2
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2 and "Traceback" not in run.stderr
+    assert lines[0].startswith("error: ") and f"port {port}" in lines[0]
+    assert lines[1].startswith("hint: ") and "--port 0" in lines[1]
+    assert run.stdout == ""
+    assert not list(tmp_path.glob("gpti2-emulator-*"))  # no store left behind

@@ -116,7 +116,9 @@ def serve(
     try:
         emulator = Emulator(config)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot listen on {host} port {port}: {exc.strerror or exc}", hint=_bind_hint(exc)
+        ) from None
 
     def stop(signum: int, frame: object) -> None:
         # The first Ctrl-C or SIGTERM stops the server; more of them (an impatient user, a
@@ -158,3 +160,12 @@ def serve(
 
 def _ignore(signum: int, frame: object) -> None:
     """A signal after the first: the server is already stopping."""
+
+
+def _bind_hint(exc: OSError) -> str:
+    """The way out of an address the system would not bind."""
+    import errno
+
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return "pick another port with --port N, or --port 0 for a free one"
+    return "--host takes an address of this machine, such as 127.0.0.1"

@@ -98,6 +98,9 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        # The address first: a port in use leaves no store or temporary folder behind.
+        self._server = _Server((config.host, config.port), _Handler)
+        self._server.emulator = self
         self._tmpdir: str | None = None
         if config.db is None:
             self._tmpdir = tempfile.mkdtemp(prefix="gpti2-emulator-")
@@ -120,8 +123,6 @@ class Emulator:
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._peaks: dict[str, int] = {}
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-        self._server = _Server((config.host, config.port), _Handler)
-        self._server.emulator = self
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, daemon=True)
