@@ -4,6 +4,7 @@ root options, and the emulator's shutdown under a request still in flight."""
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import TOKEN
@@ -79,3 +80,30 @@ def test_serve_on_a_port_in_use_is_one_error_naming_it_with_a_hint(
     assert lines[1].startswith("hint: ") and "--port 0" in lines[1]
     assert run.stdout == ""
     assert not list(tmp_path.glob("gpti2-emulator-*"))  # no store left behind
+
+
+# -- 3. completion: a stray argument is a usage error -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["completion", "bash", "extra"],
+        ["completion", "--profiles", "extra"],
+        ["completion", "extra", "--profiles"],
+        ["completion", "bash", "--profiles"],
+    ],
+)
+def test_completion_refuses_a_stray_argument(cli, args: list[str]) -> None:
+    run = cli(*args)
+    assert run.exit_code == 2
+    assert run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
+    assert "unexpected extra argument" in lines[0]
+
+
+def test_completion_profiles_alone_still_lists_the_profiles(cli) -> None:
+    assert cli("--profile", "ci", "config", "set", "retries", "1").exit_code == 0
+    run = cli("completion", "--profiles")
+    assert run.exit_code == 0 and run.stdout.split() == ["ci"]

@@ -60,6 +60,10 @@ def completion(
     from gpti2.errors import UsageError
 
     ui = enter(ctx, json_out, quiet)
+    if profiles and shell is not None:  # `completion --profiles extra`: no shell goes with it
+        raise UsageError(
+            f"got unexpected extra argument ({shell})", hint="gpti2 completion --profiles"
+        )
     if profiles:
         from gpti2.settings import config_path, load_config
 
