@@ -107,3 +107,50 @@ def test_completion_profiles_alone_still_lists_the_profiles(cli) -> None:
     assert cli("--profile", "ci", "config", "set", "retries", "1").exit_code == 0
     run = cli("completion", "--profiles")
     assert run.exit_code == 0 and run.stdout.split() == ["ci"]
+
+
+# -- 4. auth hints quote the address they repeat -------------------------------------------
+
+ODD_ADDRESS = "ann o'lee+art@example.com"  # a space, a quote and a plus
+ODD_PASSWORD = "pw-ann-4e1c"
+
+
+def _emailed_in_hint(stderr: str) -> str:
+    """The --email value of the command the hint suggests, as a shell would read it."""
+    import shlex
+
+    hint = next(line for line in stderr.splitlines() if line.startswith("hint: "))
+    command = shlex.split(hint.split("`")[1])
+    return command[command.index("--email") + 1]
+
+
+@pytest.fixture
+def odd_account(cli, make_emulator):
+    emu = make_emulator(api="shipany", users=[f"{ODD_ADDRESS}:{ODD_PASSWORD}"])
+    assert cli("config", "set", "api", "shipany").exit_code == 0
+    assert cli("config", "set", "base_url", emu.url).exit_code == 0
+    return emu
+
+
+def test_the_no_terminal_hint_quotes_the_address(cli, odd_account) -> None:
+    run = cli("auth", "login", "--email", ODD_ADDRESS)
+    assert run.exit_code == 2 and "no terminal" in run.stderr
+    assert _emailed_in_hint(run.stderr) == ODD_ADDRESS
+
+
+def test_the_keyring_hint_quotes_the_address(cli, odd_account, monkeypatch) -> None:
+    from conftest import use_keyring
+
+    use_keyring("keyring.backends.fail.Keyring", monkeypatch)
+    run = cli("auth", "login", "--email", ODD_ADDRESS, "--password-stdin", input=ODD_PASSWORD)
+    assert run.exit_code == 3 and "keyring" in run.stderr
+    assert _emailed_in_hint(run.stderr) == ODD_ADDRESS
+
+
+def test_the_sign_in_again_hint_quotes_the_address(cli, odd_account) -> None:
+    signed = cli("auth", "login", "--email", ODD_ADDRESS, "--password-stdin", input=ODD_PASSWORD)
+    assert signed.exit_code == 0, signed.stderr
+    odd_account.store.expire_sessions()
+    run = cli("job", "start", "x")
+    assert run.exit_code == 3
+    assert _emailed_in_hint(run.stderr) == ODD_ADDRESS

@@ -86,7 +86,9 @@ def login_hint(settings: Settings, token: Token | None = None) -> str:
         return "--base-url local needs no sign-in: each command signs in to its own emulator"
     command = get(settings.api).login_command
     if token is not None and token.email:
-        command = command.replace("ADDRESS", token.email)
+        from gpti2.cli.common import shell_quote  # light: no typer, no rich
+
+        command = command.replace("ADDRESS", shell_quote(token.email))
     if token is not None and token.source == "file":
         command += " --insecure-storage"
     return f"sign in {'again ' if token is not None else ''}with `{command}`"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter
+from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter, shell_quote
 
 if TYPE_CHECKING:
     from gpti2.client import Credentials
@@ -138,7 +138,7 @@ def _sign_in(
     else:
         raise UsageError(
             "no terminal to ask for the password",
-            hint=f"pipe it in: `gpti2 auth login --email {email} --password-stdin"
+            hint=f"pipe it in: `gpti2 auth login --email {shell_quote(email)} --password-stdin"
             + (" --insecure-storage" if insecure_storage else "")
             + " < FILE`",
         )
@@ -247,7 +247,7 @@ def _keyring_hint(
         if with_token:
             again = "echo $TOKEN | gpti2 auth login --with-token --insecure-storage"
         elif email is not None:
-            again = f"gpti2 auth login --email {email} --insecure-storage"
+            again = f"gpti2 auth login --email {shell_quote(email)} --insecure-storage"
             if password_stdin:
                 again = f"echo $PASSWORD | {again} --password-stdin"
         exc.hint = (
