@@ -154,3 +154,23 @@ def test_the_sign_in_again_hint_quotes_the_address(cli, odd_account) -> None:
     run = cli("job", "start", "x")
     assert run.exit_code == 3
     assert _emailed_in_hint(run.stderr) == ODD_ADDRESS
+
+
+# -- 5. an unknown root option ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--bogus", "generate", "x"], ["--bogus"]])
+def test_an_unknown_root_option_is_a_usage_error_pointing_at_help(cli, args) -> None:
+    run = cli(*args)
+    assert run.exit_code == 2 and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        "error: no such option: --bogus",
+        "hint: see `gpti2 --help`",
+    ]
+
+
+def test_a_near_miss_of_an_option_still_gets_its_suggestion(cli) -> None:
+    run = cli("--verbos", "generate", "x")
+    assert run.exit_code == 2 and "hint: did you mean --verbose" in run.stderr
+    run = cli("generate", "x", "--forse")
+    assert run.exit_code == 2 and "hint: did you mean --force?" in run.stderr

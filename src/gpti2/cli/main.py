@@ -151,6 +151,8 @@ def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
     import re
 
     message, hint = one_voice(exc.format_message())
+    if isinstance(exc, _click_exceptions.NoSuchOption):
+        hint = _near_options(exc.option_name, exc.possibilities or ())
     ctx = exc.ctx
     if ctx is None:
         return message, hint
@@ -160,6 +162,16 @@ def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
         command = f"{ctx.command_path} {shell_quote(prompt)}"
         return message, f"quote the prompt: {command}"
     return message, hint or f"see `{ctx.command_path} --help`"
+
+
+def _near_options(name: str, known: Any) -> str | None:
+    """A `did you mean` for a mistyped option, or None. Click compares names with their
+    dashes, so `--bogus` looked like `--verbose`; the words alone must be close."""
+    import difflib
+
+    words = {option.lstrip("-"): option for option in known}
+    close = difflib.get_close_matches(name.lstrip("-"), list(words), n=2, cutoff=0.6)
+    return "did you mean " + " or ".join(words[w] for w in close) + "?" if close else None
 
 
 # The commands, loaded only when used: `gpti2 --help` lists them from this table without
