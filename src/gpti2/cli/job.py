@@ -221,6 +221,39 @@ def start(
             ui.out(str(item.path))
 
 
+def _follow(
+    ui: Ui,
+    task_id: str,
+    *,
+    wait: bool,
+    poll: float | None,
+    timeout: float,
+    fetch: bool = False,
+    output: Path | None = None,
+    force: bool = False,
+) -> Outcome:
+    """The one path of `job status` and `job fetch`: ask for the job (with `wait`, until it
+    has ended); with `fetch`, also download its images into `output`, recording them in
+    the history."""
+    from gpti2 import files, history, jobrun
+
+    settings = ui.settings()
+    folder, record = None, None
+    if fetch:
+        folder = _output_dir(output, settings)
+        files.check_folder(folder)  # before any request
+        record = history.job_attempt(settings, ui.env.environ, ui.warn, "job fetch", task_id)
+    plan = _plan(settings, wait=wait, poll=poll, timeout=timeout, folder=folder, force=force)
+    failures = record.failures() if record is not None else contextlib.nullcontext()
+    with failures, ui.client(settings, auth=True) as client:
+        outcome = jobrun.follow(client, task_id, plan, _events(ui))
+        if record is not None:
+            record.wrote_files(outcome.saved)
+    if fetch:
+        _said_of(ui, outcome, plan)
+    return outcome
+
+
 @app.command("status")
 def status(
     ctx: typer.Context,
@@ -232,11 +265,10 @@ def status(
     quiet: QuietOption = False,
 ) -> None:
     """Print the job's status: pending, running, succeeded, failed, canceled or unknown."""
-    from gpti2 import jobrun, jobs
+    from gpti2 import jobs
     from gpti2.errors import JobNotFinishedError
 
     ui = enter(ctx, json_out, quiet)
-    settings = ui.settings()
 
     def answer(job: Job) -> None:
         if ui.state.json:
@@ -244,15 +276,13 @@ def status(
         else:
             ui.out(job.status.value)
 
-    plan = _plan(settings, wait=wait, poll=poll_interval, timeout=wait_timeout)
-    with ui.client(settings, auth=True) as client:
-        try:
-            job = jobrun.follow(client, task_id, plan, _events(ui)).job
-        except JobNotFinishedError as exc:  # --wait-timeout: still say where it stands
-            if isinstance(exc.job, jobs.Job):
-                answer(exc.job)
-                exc.after_answer()
-            raise
+    try:
+        job = _follow(ui, task_id, wait=wait, poll=poll_interval, timeout=wait_timeout).job
+    except JobNotFinishedError as exc:  # --wait-timeout: still say where it stands
+        if isinstance(exc.job, jobs.Job):
+            answer(exc.job)
+            exc.after_answer()
+        raise
     answer(job)
     error = jobs.failure(job)
     if error is not None:
@@ -272,20 +302,17 @@ def fetch(
     quiet: QuietOption = False,
 ) -> None:
     """Download every image of a finished job as <ID>-<n>.<ext>."""
-    from gpti2 import files, history, jobrun
-
     ui = enter(ctx, json_out, quiet)
-    settings = ui.settings()
-    folder = _output_dir(output, settings)
-    files.check_folder(folder)
-    record = history.job_attempt(settings, ui.env.environ, ui.warn, "job fetch", task_id)
-    plan = _plan(
-        settings, wait=wait, poll=poll_interval, timeout=wait_timeout, folder=folder, force=force
+    outcome = _follow(
+        ui,
+        task_id,
+        wait=wait,
+        poll=poll_interval,
+        timeout=wait_timeout,
+        fetch=True,
+        output=output,
+        force=force,
     )
-    with record.failures(), ui.client(settings, auth=True) as client:
-        outcome = jobrun.follow(client, task_id, plan, _events(ui))
-        record.wrote_files(outcome.saved)
-    _said_of(ui, outcome, plan)
     job = outcome.job
     if ui.state.json:
         files_json = [s.as_json() for s in outcome.saved]
