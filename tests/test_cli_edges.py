@@ -174,3 +174,59 @@ def test_a_near_miss_of_an_option_still_gets_its_suggestion(cli) -> None:
     assert run.exit_code == 2 and "hint: did you mean --verbose" in run.stderr
     run = cli("generate", "x", "--forse")
     assert run.exit_code == 2 and "hint: did you mean --force?" in run.stderr
+
+
+# -- 7. the emulator's shutdown under requests in flight ----------------------------------
+
+
+def _emulator_with_log(**flags):
+    from gpti2.emulator import Emulator, EmulatorConfig
+
+    lines: list[str] = []
+    config = EmulatorConfig(port=0, tokens=[TOKEN], log=lines.append, **flags)
+    return Emulator(config).start(), lines
+
+
+def _ask(conn, task_id: str = "task_none") -> None:
+    conn.request(
+        "GET", f"/api/aiimage/status?taskId={task_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+
+def test_a_request_in_its_latency_wait_is_answered_503_when_the_emulator_stops() -> None:
+    import http.client
+    import time
+
+    emu, lines = _emulator_with_log(latency=5.0)
+    try:
+        conn = http.client.HTTPConnection(emu.url.removeprefix("http://"), timeout=10)
+        _ask(conn)  # a client that gave up would leave it waiting like this
+        deadline = time.monotonic() + 5
+        while emu.request_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert emu.request_count == 1
+    finally:
+        started = time.monotonic()
+        emu.shutdown()
+    assert time.monotonic() - started < 2  # the 5 s delay is not waited out
+    answer = conn.getresponse()
+    assert answer.status == 503 and b"shutting down" in answer.read()
+    assert not [line for line in lines if " error: " in line]
+
+
+def test_a_request_on_a_kept_alive_connection_after_shutdown_is_answered_503() -> None:
+    import http.client
+
+    emu, lines = _emulator_with_log()
+    try:
+        conn = http.client.HTTPConnection(emu.url.removeprefix("http://"), timeout=10)
+        _ask(conn)
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 404  # the store answered: no such task
+    finally:
+        emu.shutdown()
+    _ask(conn)  # the connection is still open; the store is closed
+    answer = conn.getresponse()
+    assert answer.status == 503 and answer.getheader("Connection") == "close"
+    assert not [line for line in lines if " error: " in line]

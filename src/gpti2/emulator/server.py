@@ -39,6 +39,14 @@ class _BadLength(Exception):
     """The request's Content-Length is not a number we will read."""
 
 
+class _ShuttingDown(Exception):
+    """The emulator is stopping: the request is answered 503 without touching the store."""
+
+
+# How long shutdown waits for requests in flight before it closes the store anyway.
+DRAIN_SECONDS = 5.0
+
+
 _TASK_ROUTE = re.compile(r"^/api/tasks/([^/]+)$")
 
 
@@ -121,6 +129,8 @@ class Emulator:
         self._counter_lock = threading.Lock()
         self._queued_faults: list[tuple[int, bool, str]] = []
         self._in_flight: collections.Counter[str] = collections.Counter()
+        self._busy = 0  # requests in flight, all routes
+        self._idle = threading.Condition(self._counter_lock)
         self._peaks: dict[str, int] = {}
         self._hits: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._thread: threading.Thread | None = None
@@ -162,13 +172,25 @@ class Emulator:
     def serve_forever(self) -> None:
         self._server.serve_forever(poll_interval=0.2)
 
+    @property
+    def closing(self) -> bool:
+        """True once shutdown has begun: requests from then on are answered 503."""
+        return self._stop.is_set()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait `seconds`, or less when shutdown begins meanwhile (then True)."""
+        return self._stop.wait(seconds)
+
     def shutdown(self) -> None:
-        """Stop serving and release the store (and its temporary folder)."""
+        """Stop accepting, let the requests in flight end (a --latency wait ends at once
+        and answers 503), then release the store (and its temporary folder)."""
         self._stop.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=DRAIN_SECONDS)
         self._sweeper.join(timeout=2)
         self.store.close()
         if self._tmpdir:
@@ -196,9 +218,13 @@ class Emulator:
 
     @contextlib.contextmanager
     def serving(self, path: str) -> Iterator[None]:
-        """Count a request in flight, for the peak of concurrent requests per route."""
+        """Count a request in flight (for shutdown to wait on, and for the peak of
+        concurrent requests per route); once shutdown has begun, refuse it."""
         group = path.rsplit("/", 2)[0] + "/"
         with self._counter_lock:
+            if self.closing:  # checked under the lock shutdown waits with: none slips by
+                raise _ShuttingDown
+            self._busy += 1
             self._in_flight[group] += 1
             self._peaks[group] = max(self._peaks.get(group, 0), self._in_flight[group])
         try:
@@ -206,6 +232,8 @@ class Emulator:
         finally:
             with self._counter_lock:
                 self._in_flight[group] -= 1
+                self._busy -= 1
+                self._idle.notify_all()
 
     def peak_in_flight(self, prefix: str) -> int:
         """The most requests under `prefix` that were ever answered at once."""
@@ -281,6 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadLength:
             self.close_connection = True  # the rest of the stream cannot be trusted
             self._json(400, {"error": "Invalid Content-Length"})
+        except _ShuttingDown:
+            self.close_connection = True
+            self._json(503, {"error": "The emulator is shutting down"}, {"Connection": "close"})
 
     def _send(
         self,
@@ -349,8 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         self.emu.count(f"{method} {path}")
         config = self.emu.config
-        if config.latency > 0:
-            time.sleep(config.latency)
+        if config.latency > 0 and self.emu.pause(config.latency):
+            raise _ShuttingDown  # the emulator stops: no need to wait out the delay
         if self.emu.rate_limited(self.client_address[0]):
             self._read_body()
             self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
