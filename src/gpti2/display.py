@@ -84,3 +84,13 @@ def json_safe(text: str) -> str:
     """JSON text with DEL and C1 controls escaped too (json.dumps leaves them raw), so a
     terminal never receives them; still the same JSON value."""
     return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def shell_quote(text: str) -> str:
+    """Shell-quote a word of a command a hint suggests, as people type it: bare when safe,
+    else in double quotes where they are safe, else single quotes."""
+    import shlex
+
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
+    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)

@@ -86,7 +86,7 @@ def login_hint(settings: Settings, token: Token | None = None) -> str:
         return "--base-url local needs no sign-in: each command signs in to its own emulator"
     command = get(settings.api).login_command
     if token is not None and token.email:
-        from gpti2.cli.common import shell_quote  # light: no typer, no rich
+        from gpti2.display import shell_quote
 
         command = command.replace("ADDRESS", shell_quote(token.email))
     if token is not None and token.source == "file":

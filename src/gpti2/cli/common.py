@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from gpti2.cli.context import Environment, State, open_client, resolve_settings
+from gpti2.display import shell_quote
 
 if TYPE_CHECKING:
     import typer
@@ -31,16 +32,6 @@ __all__ = [
     "read_prompt",
     "shell_quote",
 ]
-
-
-def shell_quote(text: str) -> str:
-    """Shell-quote a word of a command a hint suggests, as people type it: bare when safe,
-    else in double quotes where they are safe, else single quotes."""
-    import shlex
-
-    if re.fullmatch(r"[\w@%+=:,./-]+", text):
-        return text
-    return f'"{text}"' if not any(c in text for c in '"$`\\!') else shlex.quote(text)
 
 
 _OPTIONS = {
