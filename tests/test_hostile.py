@@ -834,3 +834,104 @@ def test_headers_dripping_in_stop_at_the_timeout(cli, hostile, route) -> None:
     assert time.monotonic() - began < 2.5
     assert "within 1 s" in run.stderr
     assert_clean(run)
+
+
+# -- the quick route's own HTTP/1.1 reading (gpti2/http1.py) ---------------------------
+
+QUICK_OK = json.dumps({"provider": "openai", "image": base64.b64encode(PNG).decode()}).encode()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 \xb2\xb2\xb2 OK\r\nContent-Length: 0\r\n\r\n",  # superscript digits
+        b"HTTP/1.1 099 Low\r\nContent-Length: %d\r\n\r\n%s" % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 000 Zero\r\nContent-Length: %d\r\n\r\n%s" % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d"
+        b"\r\n\r\n%s" % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n" + QUICK_OK,
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xa0%d\r\n\r\n%s" % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\x0b\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+        % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n"  # one header folded over 300 lines
+        + b"".join(b" %s\r\n" % (b"c" * 1000) for _ in range(300))
+        + b"Content-Length: %d\r\n\r\n%s" % (len(QUICK_OK), QUICK_OK),
+        b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=[
+        "superscript-status",
+        "status-099",
+        "status-000",
+        "unasked-101",
+        "superscript-length",
+        "nbsp-length",
+        "vtab-coding",
+        "endless-folding",
+        "unclosed-ipv6-location",
+    ],
+)
+def test_a_quick_answer_http1_cannot_read_is_exit_6(cli, hostile, sandbox, answer) -> None:
+    hostile.route(QUICK, answer)
+    out = sandbox / "out" / "x.png"
+    run = cli("generate", "x", "-o", str(out), "--retries", "0", "--base-url", hostile.url)
+    assert run.exit_code == 6, run.stderr
+    assert tree(sandbox) == {"out"}
+    assert_clean(run, errors=1)
+
+
+def test_a_utf8_location_is_followed_as_utf8(cli, hostile, sandbox) -> None:
+    hostile.route(QUICK, b"HTTP/1.1 307 T\r\nLocation: /caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n")
+    hostile.route("/caf%C3%A9", response(200, QUICK_OK, headers={"Content-Type": "x/json"}))
+    out = sandbox / "out" / "x.png"
+    run = cli("generate", "x", "-o", str(out), "--retries", "0", "--base-url", hostile.url)
+    assert run.exit_code == 0, run.stderr
+    assert out.read_bytes() == PNG
+
+
+def test_a_bad_ssl_cert_file_is_named_as_a_local_problem(cli, sandbox, tmp_path) -> None:
+    missing = tmp_path / "no-such-bundle.pem"
+    out = sandbox / "out" / "x.png"
+    run = cli(
+        "generate", "x", "-o", str(out), "--base-url", "https://127.0.0.1:9",
+        env={"SSL_CERT_FILE": str(missing)},
+    )  # fmt: skip
+    assert run.exit_code == 2, run.stderr
+    assert "SSL_CERT_FILE" in run.stderr and str(missing) in run.stderr
+    assert "hint: point SSL_CERT_FILE at" in run.stderr
+    assert_clean(run)
+
+
+def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(cli, sandbox) -> None:
+    # A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    # hangs until the whole-request deadline (--timeout 1, under the 15 s connect cap).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        out = sandbox / "out" / "x.png"
+        run = cli(
+            "generate", "x", "-o", str(out), "--timeout", "1", "--retries", "1", "-v",
+            "--base-url", f"http://127.0.0.1:{port}",
+        )  # fmt: skip
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert run.exit_code == 6, run.stderr
+    assert "retry 1/1" in run.stderr
+    assert "cannot connect to 127.0.0.1" in run.stderr
+    assert "may have been generated" not in run.stderr
+    assert tree(sandbox) == {"out"}
+
+
+def test_a_host_name_idna_cannot_encode_is_a_bad_base_url(cli) -> None:
+    run = cli("generate", "x", "--base-url", "http://ä..example")
+    assert run.exit_code == 2, run.stderr
+    assert "not a valid domain name" in run.stderr
+    assert_clean(run)

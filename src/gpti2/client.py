@@ -266,18 +266,16 @@ class _SingleTransport:
     ) -> Iterator[http1.Response]:
         parts = urlsplit(url)
         scheme, host, port = parts.scheme, parts.hostname or "", parts.port
+        tls = _tls() if scheme == "https" else None
         try:
-            sock = http1.connect(
-                scheme,
-                host,
-                port,
-                min(self._timeout, CONNECT_TIMEOUT),
-                _tls() if scheme == "https" else None,
-            )
-        except OSError as exc:
+            sock = http1.connect(scheme, host, port, min(self._timeout, CONNECT_TIMEOUT), tls)
+        except (OSError, UnicodeError) as exc:
             raise TransportFailure(
                 exc, not_sent=True, timed_out=isinstance(exc, TimeoutError)
             ) from exc
+        except _PastDeadline:  # the whole request's time ran out before anything was sent
+            timeout = TimeoutError("connecting took the whole timeout")
+            raise TransportFailure(timeout, not_sent=True, timed_out=True) from None
         reader = None
         try:
             sock.settimeout(self._timeout)
@@ -339,10 +337,16 @@ def _tls() -> Any:
     """The verifying TLS context, with the certificates httpx would use."""
     import ssl
 
-    if os.environ.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-    if os.environ.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    for var, key in (("SSL_CERT_FILE", "cafile"), ("SSL_CERT_DIR", "capath")):
+        if os.environ.get(var):
+            try:
+                return ssl.create_default_context(**{key: os.environ[var]})
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(
+                    f"cannot read the certificates {var} names"
+                    f" ({shown(os.environ[var], 100)}): {shown(exc, 100)}",
+                    hint=f"point {var} at your CA certificates (PEM), or unset it",
+                ) from None
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
@@ -618,7 +622,11 @@ class ApiClient:
                             + ("" if location else " (no Location to follow)")
                         )
                     self._emit(f"< {resp.status_code} redirect to {location}")
-                    url = checked_url(urljoin(url, location), "the redirect Location")
+                    try:
+                        joined = urljoin(url, location)
+                    except ValueError:  # `http://[::1/x`: urljoin itself refuses it
+                        joined = location
+                    url = checked_url(joined, "the redirect Location")
                     if origin(url) != base_origin:
                         if secret_body:
                             raise ServerError(
@@ -661,7 +669,7 @@ class ApiClient:
     ) -> bytearray:
         """The body, bounded; `resp` is an httpx response or a _SingleResponse."""
         length = resp.headers.get("content-length")
-        total = int(length) if length and length.isdigit() and len(length) < 19 else None
+        total = int(length) if length and http1.is_digits(length) and len(length) < 19 else None
         if total is not None and total > self.max_body:
             raise ServerError(self._too_large(resp))
         body = bytearray()

@@ -14,13 +14,27 @@ import socket
 from collections.abc import Iterator
 
 MAX_LINE = 65536
-MAX_HEADERS = 100
+MAX_HEADERS = 100  # header lines, folded continuations included
+MAX_HEAD = 256 * 1024  # all of an answer's header lines together
 MAX_INTERIM = 16  # 1xx answers skipped before the real one
 READ_SIZE = 1 << 16
 
 
 class ProtocolError(Exception):
     """The server's bytes are not an HTTP/1.1 answer this module reads."""
+
+
+def is_digits(value: str) -> bool:
+    """ASCII digits only (`'²'.isdigit()` is true, and `int('²')` fails)."""
+    return value.isascii() and value.isdigit()
+
+
+def text(line: bytes) -> str:
+    """A head line as text: UTF-8 where it is (a Location naming `café`), else latin-1."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
 
 
 def connect(
@@ -85,6 +99,8 @@ class Response:
         for _ in range(MAX_INTERIM + 1):
             self.status_code, self.reason_phrase = reader.status_line()
             fields = reader.header_fields()
+            if self.status_code == 101:  # nobody asked to switch protocols
+                raise ProtocolError("an unrequested 101 Switching Protocols")
             if not 100 <= self.status_code < 200:
                 break
         else:
@@ -101,16 +117,16 @@ class Response:
             return "length", 0
         coding = self.headers.get("transfer-encoding")
         if coding is not None:
-            codings = [c.strip().lower() for c in coding.split(",")]
+            codings = [c.strip(" \t").lower() for c in coding.split(",")]
             if codings != ["chunked"]:
                 raise ProtocolError(f"unsupported Transfer-Encoding {coding[:60]!r}")
             return "chunked", 0
         length = self.headers.get("content-length")
         if length is None:
             return "close", 0
-        values = {v.strip() for v in length.split(",")}
+        values = {v.strip(" \t") for v in length.split(",")}
         value = values.pop()
-        if values or not value.isdigit() or len(value) > 18:
+        if values or not is_digits(value) or len(value) > 18:
             raise ProtocolError(f"bad Content-Length {length[:60]!r}")
         return "length", int(value)
 
@@ -146,30 +162,35 @@ class Reader:
         line = self._line("status line")
         if not line:
             raise ConnectionError("the server closed the connection without an answer")
-        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        version, _, rest = text(line).rstrip("\r\n").partition(" ")
         code, _, reason = rest.partition(" ")
-        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not is_digits(code):
             raise ProtocolError(f"not an HTTP/1.1 status line: {line[:60]!r}")
-        return int(code), reason.strip()
+        if int(code) < 100:
+            raise ProtocolError(f"no such status: {code}")
+        return int(code), reason.strip(" \t")
 
     def header_fields(self) -> list[tuple[str, str]]:
-        fields: list[tuple[str, str]] = []
+        """The header lines up to the blank one, as (name, value); at most MAX_HEADERS
+        lines (a folded continuation counts) and MAX_HEAD bytes."""
+        pieces: list[tuple[str, list[str]]] = []
+        lines = size = 0
         while True:
-            line = self._line("header line").decode("latin-1")
+            line = text(self._line("header line"))
             if not line:
                 raise ConnectionError("the server closed the connection within the headers")
             if line in ("\r\n", "\n"):
-                return fields
-            if line[0] in " \t" and fields:  # an obsolete folded continuation
-                name, value = fields[-1]
-                fields[-1] = (name, f"{value} {line.strip()}")
+                return [(name, " ".join(parts)) for name, parts in pieces]
+            lines, size = lines + 1, size + len(line)
+            if lines > MAX_HEADERS or size > MAX_HEAD:
+                raise ProtocolError(f"more than {MAX_HEADERS} header lines or {MAX_HEAD} bytes")
+            if line[0] in " \t" and pieces:  # an obsolete folded continuation
+                pieces[-1][1].append(line.strip(" \t\r\n"))
                 continue
             name, colon, value = line.partition(":")
-            if not colon or not name or name != name.strip():
+            if not colon or not name or name != name.strip(" \t"):
                 raise ProtocolError(f"not a header line: {line[:60]!r}")
-            if len(fields) >= MAX_HEADERS:
-                raise ProtocolError(f"more than {MAX_HEADERS} header lines")
-            fields.append((name, value.strip()))
+            pieces.append((name, [value.strip(" \t\r\n")]))
 
     def exactly(self, size: int) -> Iterator[bytes]:
         left = size

@@ -46,6 +46,11 @@ def url_problem(url: str) -> str | None:
         return f"has a bad port {port[1]!r} (expected 1 to 65535)"
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
         return "holds white space or control characters"
+    if not parts.hostname.isascii():
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            return f"has a host name that is not a valid domain name ({parts.hostname!r})"
     return None
 
 
