@@ -901,9 +901,10 @@ def test_a_bad_ssl_cert_file_is_named_as_a_local_problem(cli, sandbox, tmp_path)
     assert_clean(run)
 
 
-def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(cli, sandbox) -> None:
-    # A listener whose accept queue is full: the kernel drops further SYNs, so a connect
-    # hangs until the whole-request deadline (--timeout 1, under the 15 s connect cap).
+@pytest.fixture
+def blackhole():
+    """A loopback port whose accept queue is full: the kernel drops further SYNs, so a
+    connect hangs until the client gives up."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
@@ -914,15 +915,22 @@ def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(cli, sa
         filler.setblocking(False)
         filler.connect_ex(("127.0.0.1", port))
         fillers.append(filler)
-    try:
-        out = sandbox / "out" / "x.png"
-        run = cli(
-            "generate", "x", "-o", str(out), "--timeout", "1", "--retries", "1", "-v",
-            "--base-url", f"http://127.0.0.1:{port}",
-        )  # fmt: skip
-    finally:
-        for sock in [*fillers, listener]:
-            sock.close()
+    yield f"http://127.0.0.1:{port}"
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+@pytest.mark.parametrize("command", [["generate", "x"], ["job", "start", "x"]])
+def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(
+    cli, sandbox, blackhole, command
+) -> None:
+    # --timeout 1 is under the 15 s connect cap: the whole-request deadline is what ends
+    # the connect, and still nothing was sent (generate: http1; job start: httpx).
+    out = sandbox / "out" / "x.png"
+    run = cli(
+        *command, "-o", str(out), "--timeout", "1", "--retries", "1", "-v",
+        "--base-url", blackhole, env={"GPTI2_TOKEN": TOKEN},
+    )  # fmt: skip
     assert run.exit_code == 6, run.stderr
     assert "retry 1/1" in run.stderr
     assert "cannot connect to 127.0.0.1" in run.stderr

@@ -190,7 +190,9 @@ class _PooledTransport:
             transport = _lazy_transport(lambda: httpx.HTTPTransport(limits=limits))
             mounts = {"http://": httpx.HTTPTransport(verify=False, limits=limits)}
         self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            # Connecting stops short of the whole-request deadline, so a connect that never
+            # completes is seen as not sent (retried), not as a request cut mid-way.
+            timeout=httpx.Timeout(timeout, connect=min(timeout * 0.9, CONNECT_TIMEOUT)),
             follow_redirects=False,
             transport=transport,
             mounts=mounts,
