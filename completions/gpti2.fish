@@ -36,7 +36,7 @@ complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l deep -d 'Hash every 
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l dry-run -d 'Send nothing; print what would be generated'
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l force -d 'Regenerate every image, even up-to-date ones'
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l only -r -d 'Only this image (repeatable)'
-complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l shard -r -d 'Only this share of the images, K/N; auto reads GPTI2_SHARD or the CI\'s CI_NODE_INDEX/CI_NODE_TOTAL. Writes <stem>.lock.shard-K-of-N.json, not the lock'
+complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l shard -r -d 'Only this share of the images, K/N (N at most 1000); auto reads GPTI2_SHARD or the CI\'s CI_NODE_INDEX/CI_NODE_TOTAL. Writes <stem>.lock.shard-K-of-N.json, not the lock'
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l merge -d 'Verify the shards\' fragments and merge them into the lock'
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l no-wait -d 'Exit 2 at once if another batch runs on this manifest'
 complete -c gpti2 -n '__fish_seen_subcommand_from batch' -l wait-timeout -r -d 'Give up on a job after this many seconds'

@@ -19,6 +19,11 @@ from gpti2.errors import UsageError
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
+# The most shards a manifest may be split into: more than any CI runs side by side (a
+# GitHub Actions matrix stops at 256 jobs, GitLab's `parallel` at 200), and it keeps the
+# fragment's name short (`<stem>.lock.shard-1000-of-1000.json`).
+MAX_TOTAL = 1000
+
 # Where `--shard auto` looks, in this order: (name, index variable, total variable, base).
 CI_SOURCES = (
     ("GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
@@ -40,6 +45,11 @@ class Shard:
     def holds(self, name: str) -> bool:
         return shard_of(name, self.total) == self.index
 
+    def elsewhere(self, names: list[str]) -> list[tuple[str, Shard]]:
+        """Each of `names` that another shard of this total holds, with that shard."""
+        homes = {name: Shard(shard_of(name, self.total), self.total) for name in names}
+        return [(name, home) for name, home in homes.items() if home != self]
+
     def fragment_path(self, manifest: Manifest) -> Path:
         stem = manifest.path.stem
         return manifest.path.with_name(f"{stem}.lock.shard-{self.index}-of-{self.total}.json")
@@ -52,14 +62,33 @@ def shard_of(name: str, total: int) -> int:
 
 
 def parse(spec: str, what: str = "--shard") -> Shard:
-    """`K/N` with 1 <= K <= N."""
+    """`K/N` with 1 <= K <= N <= MAX_TOTAL."""
     match = _SPEC.fullmatch(spec)
+    shown = spec if len(spec) <= 40 else f"{spec[:20]}…{spec[-12:]}"
     if not match:
-        raise UsageError(f"{what} {spec!r}: expected K/N, e.g. 2/4, or auto")
-    index, total = int(match[1]), int(match[2])
+        raise UsageError(
+            f"{what} {shown!r}: expected K/N, e.g. 2/4, or auto",
+            hint="K is this runner's number, N how many runners share the manifest",
+        )
+    index, total = _number(match[1]), _number(match[2])
+    if total > MAX_TOTAL:
+        raise UsageError(
+            f"{what} {shown!r}: N may be at most {MAX_TOTAL}",
+            hint=f"N is how many runners share the manifest; give {MAX_TOTAL} or fewer",
+        )
     if not 1 <= index <= total:
-        raise UsageError(f"{what} {spec!r}: K must be between 1 and N")
+        raise UsageError(
+            f"{what} {shown!r}: K must be between 1 and N",
+            hint="the shards of N runners are 1/N, 2/N, ... N/N",
+        )
     return Shard(index, total)
+
+
+def _number(digits: str) -> int:
+    """The value of a run of digits, or MAX_TOTAL + 1 for one far too long to matter (int()
+    refuses more than 4,300 digits)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(MAX_TOTAL)) else MAX_TOTAL + 1
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[Shard, str]:

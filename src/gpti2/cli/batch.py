@@ -13,6 +13,7 @@ from gpti2.cli.common import JsonOption, QuietOption, Ui, command_app, enter, sh
 
 if TYPE_CHECKING:
     from gpti2.batch import Entry, Events, Item, Lock, Manifest, Result, StatCache
+    from gpti2.batch.shard import Shard
     from gpti2.settings import Settings
 
 
@@ -66,8 +67,9 @@ def batch(
         str | None,
         typer.Option(
             "--shard",
-            help="Only this share of the images, K/N; auto reads GPTI2_SHARD or the CI's "
-            "CI_NODE_INDEX/CI_NODE_TOTAL. Writes <stem>.lock.shard-K-of-N.json, not the lock.",
+            help="Only this share of the images, K/N (N at most 1000); auto reads "
+            "GPTI2_SHARD or the CI's CI_NODE_INDEX/CI_NODE_TOTAL. Writes "
+            "<stem>.lock.shard-K-of-N.json, not the lock.",
             metavar="K/N",
         ),
     ] = None,
@@ -115,6 +117,7 @@ def batch(
         items = core.plan(
             spec, lock, origin=origin, force=force, only=list(only or []), files=cache, shard=part
         )
+        _note_elsewhere(ui, part, only)
         cache.save()
         _report_plan(ui, spec, items, dry_run, check, unmerged=_unmerged(spec, lock))
         return
@@ -126,6 +129,7 @@ def batch(
         items = core.plan(
             spec, lock, origin=origin, force=force, only=list(only or []), files=cache, shard=part
         )
+        _note_elsewhere(ui, part, only)
         try:
             keep = {n for n in spec.names() if part is None or part.holds(n)}
             results = _run(
@@ -136,7 +140,7 @@ def batch(
     _finish(ui, results)
 
 
-def _shard(ui: Ui, value: str | None):
+def _shard(ui: Ui, value: str | None) -> Shard | None:
     if value is None:
         return None
     from gpti2.batch import shard
@@ -146,6 +150,12 @@ def _shard(ui: Ui, value: str | None):
     found, source = shard.from_environment(ui.env.environ)
     ui.info(f"shard {found} (from {source})")
     return found
+
+
+def _note_elsewhere(ui: Ui, part: Shard | None, only: list[str] | None) -> None:
+    """Name each --only image that another shard makes (its runner does it: not an error)."""
+    for name, home in part.elsewhere(list(only or [])) if part else []:
+        ui.info(f"note: {name} is in shard {home}, not this one")
 
 
 def _note_old_lock(ui: Ui, lock: Lock, origin: str) -> None:
