@@ -4,10 +4,16 @@ per manifest whether sharded or not, and no temporary file left by an interrupti
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 
+from conftest import TOKEN, gpti2_command
 from gpti2.batch import shard
+from hostile_server import HostileServer, envelope, response
 
 MAX_TOTAL = 1000  # the bound --help and the README give
 NAMES = ("hero", "icon", "mascot", "banner", "logo", "footer")
@@ -122,3 +128,80 @@ def test_help_gives_the_bound(cli) -> None:
     run = cli("batch", "--help", env={"COLUMNS": "200"})
     assert f"(N at most {MAX_TOTAL})" in " ".join(run.stdout.split())
     assert shard.MAX_TOTAL == MAX_TOTAL
+
+
+# -- 4. no temporary file left by an interruption, whatever the name's length -------------
+
+LONG = "n" * 150  # temporary file names keep the first 100 characters of a name
+
+
+def test_leftover_temps_finds_what_scratch_names_and_not_other_images(tmp_path) -> None:
+    from gpti2 import files
+
+    def temp(folder, target):
+        scratch = files.Scratch(folder, target)
+        scratch.new()
+        return scratch.path
+
+    for stem in ("hero", "h" * 99, LONG):
+        folder = tmp_path / f"len{len(stem)}"
+        folder.mkdir()
+        # a download's temporary file, and quick writes' with their extension
+        mine = {temp(folder, target) for target in (stem, f"{stem}.png", f"{stem}.jpeg")}
+        strangers = {temp(folder, f"x{stem}.png"), folder / f".{stem}.notrandom.part"}
+        strangers.add(folder / f".{stem}.png.{'0' * 12}.tmp")
+        for path in strangers:
+            path.touch()
+        (folder / f"{stem}.png").write_bytes(b"an image")
+        namesake = {temp(folder, f"{stem}.v2.png"), temp(folder, f"{stem[:-1]}.png")}
+        found = set(files.leftover_temps(folder, stem))
+        assert mine <= found and not found & strangers, stem
+        if stem == "hero":  # within 100 characters nothing else is taken for its own
+            assert found == mine
+        else:  # past them, names that start the same share their temporary names
+            assert found - mine <= namesake
+
+
+def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp_path) -> None:
+    """The download stalls after its first bytes (a slow server), so the worker is still
+    writing its temporary file when the batch is stopped, and when the batch ends; the
+    interruption's clean-up must find that file by the 100 characters its name keeps."""
+    from gpti2.emulator.art import placeholder_png
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write_manifest(folder, names=(LONG,), route="job")
+    server = HostileServer()
+    png = placeholder_png("slow", 64, 64)
+    answer = response(200, png, headers={"Content-Type": "image/png"})
+    head = len(answer) - len(png) + 100
+    job = {"taskId": "t1", "status": "queued"}
+    server.route("/api/aiimage/start", response(200, envelope(job)))
+    job = {**job, "status": "success", "images": ["/f/1.png"]}
+    server.route("/api/aiimage/status", response(200, envelope(job)))
+    server.route("/f/1.png", [(answer[:head], 0.0), (answer[head:], 30.0)])
+    art = folder / "art"
+    env = {**os.environ, "GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.01"}
+    proc = subprocess.Popen(
+        [*gpti2_command(), "batch", "assets.toml", "--base-url", server.url],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not list(art.glob("*.part")):
+            time.sleep(0.02)
+        parts = [p.name for p in art.glob("*.part")]
+        assert parts and parts[0].startswith(f".{LONG[:100]}."), parts  # the stall is on
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.close()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted: kept 0 new image(s)" in err
+    assert list(art.iterdir()) == []  # no image, no temporary file

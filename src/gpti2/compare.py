@@ -153,7 +153,7 @@ class Runner:
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             for cell in cells:  # what a worker still writing left behind
-                for leftover in self.folder.glob(f".{cell.stem}.*{files.PART_SUFFIX}"):
+                for leftover in files.leftover_temps(self.folder, cell.stem):
                     leftover.unlink(missing_ok=True)
 
         workers.parallel(

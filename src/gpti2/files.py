@@ -5,7 +5,8 @@
   file is only replaced with `--force` (regular files only; a link is replaced itself,
   never followed).
 - Files are published atomically: written to `.NAME.XXXXXXXXXXXX.part` beside the
-  target, then linked (or, with force, renamed) into place.
+  target (NAME: the first 100 characters of the target's name), then linked (or, with
+  force, renamed) into place.
 - A temporary file is named before it is created, inside the guard that removes it, so
   no signal can land between its creation and its clean-up.
 - A full disk (or any other write failure) is a UsageError naming the folder (exit 2),
@@ -28,6 +29,8 @@ from typing import BinaryIO
 from gpti2.errors import UsageError
 
 PART_SUFFIX = ".part"
+NAME_KEPT = 100  # characters of a target's name that its temporary files keep
+_RANDOM_CHARS = 12  # the hex digits that make each temporary name unique
 FORCE_HINT = "pass --force to overwrite it"
 
 _SPECIAL = (
@@ -138,13 +141,41 @@ def _shielded() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _temp_name(name: str) -> str:
+    """A fresh temporary name for the file `name`: `.NAME.XXXXXXXXXXXX.part`."""
+    # os.urandom is what secrets.token_hex uses; importing secrets costs start-up.
+    return f".{name[:NAME_KEPT]}.{os.urandom(_RANDOM_CHARS // 2).hex()}{PART_SUFFIX}"
+
+
+def leftover_temps(folder: Path, stem: str) -> list[Path]:
+    """The temporary files in `folder` of a file named `stem` or `stem.<ext>`: what a
+    write still running when the command ended may have left. Past NAME_KEPT characters
+    a stem cannot tell its own from those of a stem that starts the same."""
+    kept = stem[:NAME_KEPT]
+    found = []
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(f".{kept}")]
+    except OSError:
+        return []
+    for name in names:
+        if not name.endswith(PART_SUFFIX):
+            continue
+        target, _, random = name[1 : -len(PART_SUFFIX)].rpartition(".")
+        if len(random) != _RANDOM_CHARS or random.strip("0123456789abcdef"):
+            continue
+        extension = target[len(stem) + 1 :]
+        if target == kept or (target[len(stem) : len(stem) + 1] == "." and "." not in extension):
+            found.append(folder / name)
+    return found
+
+
 class Scratch:
     """Temporary files beside a target, removed when replaced by a newer one or when the
     block ends, however it ends. Use `with Scratch(folder, name) as s: handle = s.new()`."""
 
     def __init__(self, folder: Path, name: str, *, private: bool = False) -> None:
         self.folder = folder
-        self.name = name[:100]
+        self.name = name
         self.private = private
         self._handles: list[BinaryIO] = []
         self._paths: list[Path] = []
@@ -165,8 +196,7 @@ class Scratch:
         self.discard()
         mode = 0o600 if self.private else 0o666  # the umask applies to 0o666
         while True:
-            # os.urandom is what secrets.token_hex uses; importing secrets costs start-up.
-            path = self.folder / f".{self.name}.{os.urandom(6).hex()}{PART_SUFFIX}"
+            path = self.folder / _temp_name(self.name)
             self._paths.append(path)  # named first: the clean-up knows it before it exists
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
