@@ -242,3 +242,19 @@ def test_an_empty_output_is_refused_before_any_request(cli, emulator, tmp_path, 
         assert "error: -o is empty" in run.stderr
     assert emulator.request_count == 0
     assert list(here.iterdir()) == []
+
+
+def test_an_openai_model_sent_to_another_provider_gets_a_note(cli, emulator, tmp_path) -> None:
+    # The default -m is dall-e-3 (CLI.md); the template's replicate would fail it, after
+    # the request was sent. The note comes first, and the request still goes out.
+    run = cli("generate", "x", "-p", "replicate", "-o", str(tmp_path), "--base-url", emulator.url)
+    assert run.exit_code == 0, run.stderr
+    assert "note: dall-e-3 is an OpenAI model; replicate takes models such as" in run.stderr
+    for quiet in (
+        cli("generate", "x", "-p", "replicate", "-m", "black-forest-labs/flux-schnell",
+            "-o", str(tmp_path), "--base-url", emulator.url),
+        cli("generate", "x", "-o", str(tmp_path), "--base-url", emulator.url),
+        cli("generate", "x", "-p", "replicate", "-q", "-o", str(tmp_path),
+            "--base-url", emulator.url),
+    ):  # fmt: skip
+        assert quiet.exit_code == 0 and "OpenAI model" not in quiet.stderr

@@ -943,3 +943,13 @@ def test_a_host_name_idna_cannot_encode_is_a_bad_base_url(cli) -> None:
     assert run.exit_code == 2, run.stderr
     assert "not a valid domain name" in run.stderr
     assert_clean(run)
+
+
+def test_verbose_says_where_it_cuts_a_long_body(cli, hostile) -> None:
+    page = "<html><title>Not here</title><body>" + "<div>x</div>" * 1000 + "</body></html>"
+    hostile.route(QUICK, response(404, page, headers={"Content-Type": "text/html"}))
+    run = cli("-v", "generate", "x", "--retries", "0", "--base-url", hostile.url)
+    assert run.exit_code == 5, run.stderr
+    [body] = [line for line in run.stderr.splitlines() if line.startswith("< <html>")]
+    assert body.endswith(f"… (body of {len(page)} bytes)")
+    assert len(body) < 2100

@@ -50,6 +50,7 @@ MAX_REDIRECTS = 5
 CONNECT_TIMEOUT = 15.0
 SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 SECRET_FIELDS = frozenset({"password", "token"})  # JSON fields never shown by -v
+VERBOSE_BODY = 2000  # characters of a body -v shows
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int | None], None]
@@ -701,9 +702,9 @@ class ApiClient:
     def _secret(self) -> str | None:
         return self.credentials.token if self.credentials else None
 
-    def _emit(self, line: str, limit: int | None = None) -> None:
+    def _emit(self, line: str) -> None:
         if self._log is not None:
-            self._log(shown(line, limit, secrets=[self._secret()]))
+            self._log(shown(line, None, secrets=[self._secret()]))
 
     def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
         if self._log is None:
@@ -726,4 +727,7 @@ class ApiClient:
             preview = json.dumps(_redact_json(loads(reply.body)), ensure_ascii=False)
         except ValueError:
             preview = bytes(reply.body[:4096]).decode("utf-8", "replace")
-        self._emit("< " + preview, limit=2000)
+        line = shown(preview, None, secrets=[self._secret()])
+        if len(line) > VERBOSE_BODY or len(reply.body) > 4096:  # say that it is cut
+            line = f"{line[:VERBOSE_BODY]}… (body of {len(reply.body)} bytes)"
+        self._emit("< " + line)

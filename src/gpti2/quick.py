@@ -13,6 +13,13 @@ ROUTE = "/api/generate-images"
 # The providers the public template this route follows accepts (API.md 1); other servers
 # may accept more, so this only shapes the hint of a 400, never refuses a request.
 TEMPLATE_PROVIDERS = ("openai", "replicate", "fireworks", "vertex")
+# A model each of them takes (the public template's "quality" choice), for advice.
+PROVIDER_MODELS = {
+    "openai": "dall-e-3",
+    "replicate": "stability-ai/stable-diffusion-3.5-large",
+    "fireworks": "accounts/fireworks/models/flux-1-dev-fp8",
+    "vertex": "imagen-3.0-generate-001",
+}
 _IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
 _UNESCAPE_SLICE = 1 << 20
 
@@ -40,6 +47,19 @@ class GeneratedImage(NamedTuple):
     data: bytes
     info: ImageInfo
     provider: str
+
+
+def model_advice(provider: str, model: str) -> str | None:
+    """What to say when an OpenAI model (the default -m is dall-e-3) goes to another of
+    the template's providers, which would fail it after the request is sent."""
+    if provider == "openai" or provider not in PROVIDER_MODELS:
+        return None
+    if not model.startswith(("dall-e", "gpt-image")):
+        return None
+    return (
+        f"{model} is an OpenAI model; {provider} takes models such as"
+        f" {PROVIDER_MODELS[provider]} (give it with -m)"
+    )
 
 
 def clean_prompt(prompt: str) -> str:

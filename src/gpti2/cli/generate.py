@@ -33,6 +33,9 @@ def run(
     settings = ui.settings(provider=provider, model=model, aspect_ratio=aspect_ratio)
     text = read_prompt(prompt, ui)
     request = quick.QuickRequest(text, settings.provider, settings.model, settings.aspect_ratio)
+    advice = quick.model_advice(request.provider, request.model_id)
+    if advice:
+        ui.note(advice)
     if dry_run:
         _show_plan(ui, out.dry_run_plan(settings.base_url, quick.ROUTE, request.body()))
         return
