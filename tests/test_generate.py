@@ -258,3 +258,13 @@ def test_an_openai_model_sent_to_another_provider_gets_a_note(cli, emulator, tmp
             "--base-url", emulator.url),
     ):  # fmt: skip
         assert quiet.exit_code == 0 and "OpenAI model" not in quiet.stderr
+
+
+def test_a_base_url_holding_the_route_gets_a_hint_with_the_site(cli, emulator) -> None:
+    for given in (f"{emulator.url}/api/generate-images", f"{emulator.url}/api"):
+        run = cli("generate", "x", "--retries", "0", "--base-url", given)
+        assert run.exit_code == 5, run.stderr
+        assert (
+            f"hint: the base URL holds the route; give the site alone: --base-url {emulator.url}\n"
+            in run.stderr
+        )

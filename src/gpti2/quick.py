@@ -127,6 +127,10 @@ def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
             "POST", ROUTE, policy=RetryPolicy.PAID_POST, json_body=request.body(), auth=False
         )
     except RejectedError as exc:
+        base = client.base_url.rstrip("/")
+        if exc.hint is None and base.endswith(("/api", ROUTE)):
+            site = base.removesuffix(ROUTE).removesuffix("/api")
+            exc.hint = f"the base URL holds the route; give the site alone: --base-url {site}"
         if exc.hint is None and request.provider not in TEMPLATE_PROVIDERS:
             exc.hint = (
                 f"the quick route takes -p {', '.join(TEMPLATE_PROVIDERS)} on servers of "
