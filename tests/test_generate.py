@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import gpti2_command
+from conftest import TOKEN, gpti2_command
 from gpti2.emulator.art import placeholder_png, quick_png
 
 
@@ -268,3 +268,15 @@ def test_a_base_url_holding_the_route_gets_a_hint_with_the_site(cli, emulator) -
             f"hint: the base URL holds the route; give the site alone: --base-url {emulator.url}\n"
             in run.stderr
         )
+
+
+def test_verbose_shows_every_header_sent_with_credentials_redacted(cli, emulator) -> None:
+    run = cli("-v", "generate", "x", "--force", "-o", "x.png", "--base-url", emulator.url)
+    sent = [line for line in run.stderr.splitlines() if line.startswith("> ")]
+    host = emulator.url.removeprefix("http://")
+    for header in (f"Host: {host}", "User-Agent: gpti2/", "Connection: close", "Content-Length: "):
+        assert any(line.startswith(f"> {header}") for line in sent), sent
+    job = cli("-v", "job", "status", "nope", "--base-url", emulator.url, env={"GPTI2_TOKEN": TOKEN})
+    sent = [line for line in job.stderr.splitlines() if line.startswith("> ")]
+    assert f"> Host: {host}" in sent and "> Authorization: [redacted]" in sent, sent
+    assert TOKEN not in job.stderr

@@ -222,6 +222,13 @@ class _PooledTransport:
                 f" Content-Encoding ({shown(exc, 100)})"
             ) from None
 
+    def sent_headers(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> list[tuple[str, str]]:
+        """Every header the request goes out with (for -v), as httpx builds them."""
+        request = self._http.build_request(method, url, content=content, headers=headers)
+        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers.raw]
+
     def close(self) -> None:
         self._http.close()
 
@@ -283,10 +290,9 @@ class _SingleTransport:
         try:
             sock.settimeout(self._timeout)
             target = http1.request_target(parts.path, parts.query)
-            all_headers = {"Host": http1.host_header(scheme, host, port), **self._headers}
             try:
                 sock.sendall(
-                    http1.request_bytes(method, target, {**all_headers, **headers}, content)
+                    http1.request_bytes(method, target, self._fields(url, headers), content)
                 )
                 reader = http1.Reader(sock)
                 resp = http1.Response(reader, method, url)
@@ -297,6 +303,17 @@ class _SingleTransport:
             if reader is not None:
                 reader.close()
             sock.close()
+
+    def _fields(self, url: str, headers: dict[str, str]) -> dict[str, str]:
+        parts = urlsplit(url)
+        host = http1.host_header(parts.scheme, parts.hostname or "", parts.port)
+        return {"Host": host, **self._headers, **headers}
+
+    def sent_headers(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> list[tuple[str, str]]:
+        """Every header the request goes out with (for -v)."""
+        return list(http1.head_fields(method, self._fields(url, headers), content).items())
 
     def close(self) -> None:
         pass
@@ -613,7 +630,9 @@ class ApiClient:
             if send_credentials and origin(url) == base_origin:
                 request_headers.update(self.credentials.headers())  # type: ignore[union-attr]
             content = None if json_body is None else json.dumps(json_body).encode()
-            self._log_request(method, url, request_headers, json_body)
+            if self._log is not None:
+                sent = self._transport.sent_headers(method, url, content, request_headers)
+                self._log_request(method, url, sent, json_body)
             started = time.monotonic()
             with self._transport.stream(method, url, content, request_headers) as resp:
                 location = resp.headers.get("location")
@@ -706,11 +725,11 @@ class ApiClient:
         if self._log is not None:
             self._log(shown(line, None, secrets=[self._secret()]))
 
-    def _log_request(self, method: str, url: str, headers: dict[str, str], json_body: Any) -> None:
-        if self._log is None:
-            return
+    def _log_request(
+        self, method: str, url: str, headers: list[tuple[str, str]], json_body: Any
+    ) -> None:
         self._emit(f"> {method} {url}")
-        for name, value in headers.items():
+        for name, value in headers:
             self._emit(f"> {name}: {REDACTED if name.lower() in SECRET_HEADERS else value}")
         if json_body is not None:
             self._emit("> " + json.dumps(_redact_json(json_body), ensure_ascii=False))

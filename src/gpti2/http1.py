@@ -76,15 +76,20 @@ def request_target(path: str, query: str) -> str:
     return quote(target, safe="".join(chr(c) for c in range(33, 127)))
 
 
+def head_fields(method: str, headers: dict[str, str], body: bytes | None) -> dict[str, str]:
+    """The header fields a request goes out with: `headers` and its Content-Length."""
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        return {**headers, "Content-Length": str(len(body or b""))}
+    return headers
+
+
 def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
     """The request head (and body) as sent. A header that would split the head is refused."""
     lines = [f"{method} {target} HTTP/1.1"]
-    for name, value in headers.items():
+    for name, value in head_fields(method, headers, body).items():
         if any(c in name or c in value for c in "\r\n\0") or ":" in name:
             raise ValueError(f"header {name!r} holds a character a header cannot carry")
         lines.append(f"{name}: {value}")
-    if body is not None or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body or b'')}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head + (body or b"")
 
