@@ -205,3 +205,109 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted: kept 0 new image(s)" in err
     assert list(art.iterdir()) == []  # no image, no temporary file
+
+
+# -- 3. one run lock per manifest, sharded or not ----------------------------------------
+
+MANY = tuple(f"img{i}" for i in range(16))
+
+
+def hold(folder, emu, *args: str) -> subprocess.Popen:
+    """A batch run in another process, -j 1 against a slow emulator, once it holds its run
+    lock (it writes its pid there)."""
+    proc = subprocess.Popen(
+        [*gpti2_command(), "batch", "assets.toml", "-j", "1", "--base-url", emu.url, *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    shard_args = [a for a in args if "/" in a]
+    name = f"assets.lock.shard-{shard_args[0].replace('/', '-of-')}.json" if shard_args else ""
+    flock = folder / f".{name or 'assets.lock.json'}.flock"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (flock.exists() and flock.read_text().strip()):
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def refused(cli, emulator, *args: str) -> str:
+    """Run with --no-wait: exit 2 before any request; the error line."""
+    sent = emulator.request_count
+    run = cli("batch", "assets.toml", *args, "--no-wait", "--base-url", emulator.url)
+    assert run.exit_code == 2, run.stderr
+    assert emulator.request_count == sent
+    assert run.stderr.splitlines()[1].startswith("hint: ")
+    return run.stderr.splitlines()[0]
+
+
+@pytest.fixture
+def busy_project(tmp_path, monkeypatch, make_emulator):
+    """A folder of 16 quick images, a slow emulator for the run that holds the lock (16 x
+    0.2 s), and a quick one for the others."""
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    write_manifest(folder, MANY)
+    monkeypatch.chdir(folder)
+    return folder, make_emulator(latency=0.2), make_emulator()
+
+
+def test_a_shard_waits_for_a_run_on_the_whole_manifest(cli, busy_project) -> None:
+    folder, slow, quick = busy_project
+    whole = hold(folder, slow, "--force")
+    try:
+        line = refused(cli, quick, "--shard", "1/2")
+        assert line.startswith("error: another gpti2 batch is running on assets.toml (pid ")
+        waiting = subprocess.run(
+            [*gpti2_command(), "batch", "assets.toml", "--shard", "2/2", "--base-url", quick.url],
+            cwd=folder, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert whole.poll() is not None  # it ran only once the whole run had finished
+    finally:
+        _, err = whole.communicate(timeout=60)
+    assert whole.returncode == 0, err
+    assert waiting.returncode == 0, waiting.stderr
+    assert "waiting for another gpti2 batch on assets.toml" in waiting.stderr
+
+
+def test_a_run_on_the_whole_manifest_and_a_merge_wait_for_a_shard(cli, busy_project) -> None:
+    folder, slow, quick = busy_project
+    part = hold(folder, slow, "--shard", "1/2")
+    try:
+        line = refused(cli, quick)
+        assert line.startswith("error: another gpti2 batch is running on assets.toml")
+        line = refused(cli, quick, "--merge")
+        assert line.startswith("error: another gpti2 batch is running on assets.toml")
+        assert part.poll() is None  # both were refused while the shard was running
+    finally:
+        _, err = part.communicate(timeout=60)
+    assert part.returncode == 0, err
+    assert not (folder / "assets.lock.json").exists()
+
+
+def test_shards_of_one_total_run_side_by_side_and_others_wait(cli, busy_project) -> None:
+    folder, slow, quick = busy_project
+    part = hold(folder, slow, "--shard", "1/2")
+    try:
+        # the other shard of the same total makes its own images meanwhile
+        run = cli("batch", "assets.toml", "--shard", "2/2", "--no-wait", "--base-url", quick.url)
+        assert run.exit_code == 0, run.stderr
+        assert quick.request_count == len(split_names(MANY, 2, 2))
+        # the same shard twice, or a shard of another total (its share overlaps), waits
+        line = refused(cli, quick, "--shard", "1/2")
+        assert line.startswith("error: another gpti2 batch is running on assets.toml (pid ")
+        line = refused(cli, quick, "--shard", "2/3")
+        assert line.startswith("error: another gpti2 batch is running on assets.toml (shard 1/2")
+        assert part.poll() is None
+    finally:
+        _, err = part.communicate(timeout=60)
+    assert part.returncode == 0, err
+    # afterwards the run locks left behind are free: a merge, then a shard of another total
+    for more in (["--merge"], ["--shard", "2/3"]):
+        run = cli("batch", "assets.toml", *more, "--no-wait", "--base-url", quick.url)
+        assert run.exit_code == 0, run.stderr
+
+
+def split_names(names, total: int, index: int) -> list[str]:
+    return [n for n in names if shard.shard_of(n, total) == index]

@@ -6,7 +6,9 @@ Files beside `<stem>.lock.json` (hidden, never to be committed):
   crash, when the next run starts. The lock itself is rendered once per run, not once
   per image.
 - `.<lock name>.flock`: held with `flock(2)` for the length of a run, so two runs on one
-  manifest never interleave their writes.
+  manifest never interleave their writes: alone by a run on the whole manifest or a
+  merge, shared by shards (each also holds its fragment's `.flock` alone, and waits for
+  shards of another total); `.<lock name>.gate` lets one shard at a time check that.
 - `.<lock name>.stat`: size, modification time and digest of each file last seen, so a
   rerun hashes only files that changed (`--check --deep` hashes all).
 """
@@ -182,34 +184,140 @@ class Lock:
             self.journaled = False
 
 
+NO_WAIT_HINT = "let it finish, or run without --no-wait to wait for it"
+
+
 @contextlib.contextmanager
 def exclusive(
     path: Path, *, wait: bool, on_wait: Callable[[str], None], what: str
 ) -> Iterator[None]:
-    """Hold the run lock of `path` (a sidecar `flock`): one run at a time. Without `wait`
-    a busy lock is exit 2."""
-    flock = sidecar(path, "flock")
-    with files.disk_errors(path.parent):
-        files.make_folder(path.parent)
-        fd = os.open(flock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    """Hold the run lock of `path` (a sidecar `flock`) alone: no other run on the manifest,
+    sharded or not, meanwhile. Without `wait` a busy lock is exit 2."""
+    fd = _run_lock(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            if not wait:
-                raise UsageError(
-                    f"another gpti2 batch is running on {what}{who}",
-                    hint="let it finish, or run without --no-wait to wait for it",
-                ) from None
-            on_wait(f"waiting for another gpti2 batch on {what}{who} to finish…")
+        if not _take(fd, fcntl.LOCK_EX):
+            _busy(wait, on_wait, what, _holder(fd), NO_WAIT_HINT)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _sign(fd)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def shared(
+    path: Path,
+    own: Path,
+    rivals: Callable[[], list[tuple[str, Path]]],
+    *,
+    wait: bool,
+    on_wait: Callable[[str], None],
+    what: str,
+) -> Iterator[None]:
+    """A shard's run locks: `path`'s shared with the other shards (they make other images,
+    each into its own fragment), `own` (its fragment's) alone. A run on the whole manifest
+    or a merge (`exclusive` on `path`) and the shards wait for each other, and so do two
+    runs of one shard. So do shards of another total, whose shares overlap this one:
+    `rivals()` names their fragments, `(label, path)`."""
+    manifest_fd, own_fd = _run_lock(path), None
+    try:
+        own_fd = _run_lock(own)
+        told = False
+        while True:
+            with _gate(path):  # one shard at a time looks for the others
+                busy = _claim(manifest_fd, own_fd, rivals)
+            if busy is None:
+                break
+            fd, who, rival = busy
+            try:
+                hint = f"a shard of another N makes some of the same images; {NO_WAIT_HINT}"
+                if not told:
+                    _busy(wait, on_wait, what, who, hint if rival else NO_WAIT_HINT)
+                    told = True
+                fcntl.flock(fd, fcntl.LOCK_SH)  # returns once its holder is done
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                if rival:
+                    os.close(fd)
+        _sign(manifest_fd)
+        _sign(own_fd)
+        yield
+    finally:
+        for fd in (manifest_fd, own_fd):
+            if fd is not None:
+                os.close(fd)
+
+
+def _claim(
+    manifest_fd: int, own_fd: int, rivals: Callable[[], list[tuple[str, Path]]]
+) -> tuple[int, str, bool] | None:
+    """Take a shard's run locks, or else hold none and say what to wait for: (the lock,
+    who holds it, whether it is a rival's, to close after)."""
+    if not _take(manifest_fd, fcntl.LOCK_SH):
+        return manifest_fd, _holder(manifest_fd), False
+    if not _take(own_fd, fcntl.LOCK_EX):
+        fcntl.flock(manifest_fd, fcntl.LOCK_UN)
+        return own_fd, _holder(own_fd), False
+    for label, fragment in rivals():
+        try:
+            fd = os.open(sidecar(fragment, "flock"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone: not running
+        if _take(fd, fcntl.LOCK_SH):
+            os.close(fd)  # nobody runs it: closing lets go at once
+            continue
+        fcntl.flock(own_fd, fcntl.LOCK_UN)
+        fcntl.flock(manifest_fd, fcntl.LOCK_UN)
+        return fd, _holder(fd, label), True
+    return None
+
+
+def _run_lock(path: Path) -> int:
+    """The open sidecar `flock` file of `path`, created if need be."""
+    with files.disk_errors(path.parent):
+        files.make_folder(path.parent)
+        return os.open(sidecar(path, "flock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+
+@contextlib.contextmanager
+def _gate(path: Path) -> Iterator[None]:
+    """A moment's lock (`.<lock name>.gate`) for shards looking at each other's locks."""
+    with files.disk_errors(path.parent):
+        fd = os.open(sidecar(path, "gate"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _take(fd: int, how: int) -> bool:
+    """Take a `flock` (LOCK_EX or LOCK_SH) without waiting; False when it is held."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int, label: str = "") -> str:
+    """` (shard 1/2, pid 123)`: who holds a run lock, as far as its file says."""
+    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    parts = [part for part in (label, f"pid {pid}" if pid.isdigit() else "") if part]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _sign(fd: int) -> None:
+    """Write this process's id into a run lock it holds, for the messages of the others."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+
+def _busy(wait: bool, on_wait: Callable[[str], None], what: str, who: str, hint: str) -> None:
+    """Refuse (without `wait`, exit 2) or say that this run waits."""
+    if not wait:
+        raise UsageError(f"another gpti2 batch is running on {what}{who}", hint=hint)
+    on_wait(f"waiting for another gpti2 batch on {what}{who} to finish…")
 
 
 # -- files on disk --------------------------------------------------------------------

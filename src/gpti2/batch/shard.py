@@ -6,7 +6,9 @@ on every runner and every run, whatever else the manifest holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,8 +53,29 @@ class Shard:
         return [(name, home) for name, home in homes.items() if home != self]
 
     def fragment_path(self, manifest: Manifest) -> Path:
-        stem = manifest.path.stem
-        return manifest.path.with_name(f"{stem}.lock.shard-{self.index}-of-{self.total}.json")
+        return manifest.path.with_name(_fragment_name(manifest.path.stem, self.index, self.total))
+
+    def rivals(self, manifest: Manifest) -> list[tuple[str, Path]]:
+        """`(label, fragment)` of each shard of another total that ran beside the manifest
+        (its run lock is there): their shares overlap this one's."""
+        stem, folder = manifest.path.stem, manifest.path.parent
+        # The run lock's name with the numbers as blanks: one naming rule, here and below.
+        blank = sidecar(Path(_fragment_name(stem, "\0", "\0")), "flock").name
+        head, middle, tail = (re.escape(part) for part in blank.split("\0"))
+        pattern = re.compile(f"{head}([0-9]{{1,4}}){middle}([0-9]{{1,4}}){tail}")
+        found = []
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                match = pattern.fullmatch(entry.name)
+                if match and int(match[2]) != self.total:
+                    index, total = int(match[1]), int(match[2])
+                    fragment = folder / _fragment_name(stem, index, total)
+                    found.append((f"shard {index}/{total}", fragment))
+        return sorted(found)
+
+
+def _fragment_name(stem: str, index: int | str, total: int | str) -> str:
+    return f"{stem}.lock.shard-{index}-of-{total}.json"
 
 
 def shard_of(name: str, total: int) -> int:

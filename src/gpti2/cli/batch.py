@@ -98,6 +98,7 @@ def batch(
     settings = ui.settings()
     spec = core.load_manifest(manifest, settings)
     origin = core.origin_of(settings.base_url)
+    waits = {"wait": not no_wait, "on_wait": ui.info, "what": str(manifest)}
     if fragments and not merge:
         raise UsageError(
             f"unexpected argument {str(fragments[0])!r}", hint="lock fragments go with --merge"
@@ -105,7 +106,7 @@ def batch(
     if merge:
         if shard or check or dry_run:
             raise UsageError("--merge goes alone (not with --shard, --check or --dry-run)")
-        with locks.exclusive(spec.lock_path, wait=not no_wait, on_wait=ui.info, what=str(manifest)):
+        with locks.exclusive(spec.lock_path, **waits):
             _merge(ui, spec, origin, list(fragments or []))
         return
     part = _shard(ui, shard)
@@ -122,8 +123,12 @@ def batch(
         _report_plan(ui, spec, items, dry_run, check, unmerged=_unmerged(spec, lock))
         return
 
-    target = part.fragment_path(spec) if part else spec.lock_path
-    with locks.exclusive(target, wait=not no_wait, on_wait=ui.info, what=str(manifest)):
+    turn = (
+        locks.shared(spec.lock_path, part.fragment_path(spec), lambda: part.rivals(spec), **waits)
+        if part
+        else locks.exclusive(spec.lock_path, **waits)
+    )
+    with turn:
         lock = core.open_lock(spec, origin, part)
         _note_old_lock(ui, lock, origin)
         items = core.plan(
