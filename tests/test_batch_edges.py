@@ -162,15 +162,25 @@ def test_leftover_temps_finds_what_scratch_names_and_not_other_images(tmp_path) 
             assert found - mine <= namesake
 
 
-def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp_path) -> None:
+def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file_of_its_own(
+    tmp_path,
+) -> None:
     """The download stalls after its first bytes (a slow server), so the worker is still
     writing its temporary file when the batch is stopped, and when the batch ends; the
-    interruption's clean-up must find that file by the 100 characters its name keeps."""
+    interruption's clean-up must find that file by the 100 characters its name keeps,
+    and leave alone the one another shard is writing."""
+    from gpti2 import files
     from gpti2.emulator.art import placeholder_png
 
     folder = tmp_path / "project"
     folder.mkdir()
-    write_manifest(folder, names=(LONG,), route="job")
+    mine, theirs = shard.shard_of(LONG, 2), shard.shard_of("icon", 2)
+    assert mine != theirs
+    write_manifest(folder, names=(LONG, "icon"), route="job")
+    art = folder / "art"
+    art.mkdir()
+    other = files.Scratch(art, "icon.png")  # as the other shard, in another process
+    other.new()
     server = HostileServer()
     png = placeholder_png("slow", 64, 64)
     answer = response(200, png, headers={"Content-Type": "image/png"})
@@ -180,10 +190,17 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp
     job = {**job, "status": "success", "images": ["/f/1.png"]}
     server.route("/api/aiimage/status", response(200, envelope(job)))
     server.route("/f/1.png", [(answer[:head], 0.0), (answer[head:], 30.0)])
-    art = folder / "art"
     env = {**os.environ, "GPTI2_TOKEN": TOKEN, "GPTI2_POLL_INTERVAL": "0.01"}
     proc = subprocess.Popen(
-        [*gpti2_command(), "batch", "assets.toml", "--base-url", server.url],
+        [
+            *gpti2_command(),
+            "batch",
+            "assets.toml",
+            "--shard",
+            f"{mine}/2",
+            "--base-url",
+            server.url,
+        ],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -192,10 +209,10 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp
     )
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not list(art.glob("*.part")):
+        while time.monotonic() < deadline and not files.leftover_temps(art, LONG):
             time.sleep(0.02)
         parts = [p.name for p in art.glob("*.part")]
-        assert parts and parts[0].startswith(f".{LONG[:100]}."), parts  # the stall is on
+        assert len(parts) == 2, parts  # the stall is on
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -204,7 +221,8 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file(tmp
         server.close()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted: kept 0 new image(s)" in err
-    assert list(art.iterdir()) == []  # no image, no temporary file
+    assert list(art.iterdir()) == [other.path]  # no image, no temporary file of its own
+    other.discard()
 
 
 # -- 3. one run lock per manifest, sharded or not ----------------------------------------
