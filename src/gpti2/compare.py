@@ -147,11 +147,7 @@ class Runner:
         files.make_folder(self.folder)
         results: dict[int, CellResult] = {}
 
-        def interrupt(threads: list[threading.Thread]) -> None:
-            self.stop.set()
-            deadline = time.monotonic() + 2.0
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+        def interrupt() -> None:
             for cell in cells:  # what a worker still writing left behind
                 for leftover in files.leftover_temps(self.folder, cell.stem):
                     leftover.unlink(missing_ok=True)

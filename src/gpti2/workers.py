@@ -14,6 +14,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+GRACE = 2.0  # seconds in-flight workers get to notice an interruption
+
+
 def parallel(
     items: Iterable[T],
     work: Callable[[T], None],
@@ -21,12 +24,16 @@ def parallel(
     concurrency: int,
     stop: threading.Event,
     name: str,
-    on_interrupt: Callable[[list[threading.Thread]], None],
+    on_interrupt: Callable[[], None],
     stopped: tuple[type[BaseException], ...] = (),
 ) -> None:
     """Run `work` over `items` on at most `concurrency` daemon threads, handing out no more
-    work once `stop` is set. Ctrl-C calls `on_interrupt(threads)` and goes on; a worker
-    ending with one of `stopped` just stops; `stop` set at the end is a KeyboardInterrupt."""
+    work once `stop` is set. Ctrl-C sets `stop`, gives the workers GRACE seconds to notice,
+    calls `on_interrupt()` (to remove what they left) and goes on; a worker ending with one
+    of `stopped` just stops; `stop` set at the end is a KeyboardInterrupt.
+
+    The workers' ends are counted here rather than seen through `Thread.join`: a join that
+    Ctrl-C interrupts can leave a running thread reported as finished (CPython 3.11)."""
     pending: queue.SimpleQueue[T] = queue.SimpleQueue()
     count = 0
     for item in items:
@@ -34,30 +41,39 @@ def parallel(
         count += 1
     if not count:
         return
+    size = max(1, min(concurrency, count))
+    ended = [0]
+    changed = threading.Condition()
 
     def worker() -> None:
-        while not stop.is_set():
-            try:
-                item = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                work(item)
-            except stopped:
-                return
+        try:
+            while not stop.is_set():
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    work(item)
+                except stopped:
+                    return
+        finally:
+            with changed:
+                ended[0] += 1
+                changed.notify_all()
 
-    threads = [
-        threading.Thread(target=worker, name=f"{name}-{i}", daemon=True)
-        for i in range(max(1, min(concurrency, count)))
-    ]
-    for thread in threads:
-        thread.start()
+    launched = 0  # threads asked to start (Ctrl-C may come while one starts)
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.1)
+        for i in range(size):
+            launched += 1
+            threading.Thread(target=worker, name=f"{name}-{i}", daemon=True).start()
+        with changed:
+            while ended[0] < size:
+                changed.wait(0.1)
     except KeyboardInterrupt:
-        on_interrupt(threads)
+        stop.set()
+        with changed:
+            changed.wait_for(lambda: ended[0] >= launched, timeout=GRACE)
+        on_interrupt()
         raise
     if stop.is_set():
         raise KeyboardInterrupt

@@ -442,12 +442,8 @@ class Runner:
             stopped=(Interrupted,),
         )
 
-    def interrupt(self, threads: list[threading.Thread]) -> None:
-        """Stop: let in-flight workers notice, then remove any temporary file they left."""
-        self.stop.set()
-        deadline = time.monotonic() + 2.0
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    def interrupt(self) -> None:
+        """After Ctrl-C (the workers stopped or given up on): remove temporary files left."""
         from gpti2 import files
 
         for entry in self._writing:  # not other shards' images: another run may write them
