@@ -135,31 +135,25 @@ def test_help_gives_the_bound(cli) -> None:
 LONG = "n" * 150  # temporary file names keep the first 100 characters of a name
 
 
-def test_leftover_temps_finds_what_scratch_names_and_not_other_images(tmp_path) -> None:
+def test_the_interrupt_clean_up_removes_this_process_s_temporary_files_only(tmp_path) -> None:
     from gpti2 import files
 
-    def temp(folder, target):
-        scratch = files.Scratch(folder, target)
-        scratch.new()
-        return scratch.path
+    tmp_path = tmp_path / "art"
+    tmp_path.mkdir()
 
-    for stem in ("hero", "h" * 99, LONG):
-        folder = tmp_path / f"len{len(stem)}"
-        folder.mkdir()
-        # a download's temporary file, and quick writes' with their extension
-        mine = {temp(folder, target) for target in (stem, f"{stem}.png", f"{stem}.jpeg")}
-        strangers = {temp(folder, f"x{stem}.png"), folder / f".{stem}.notrandom.part"}
-        strangers.add(folder / f".{stem}.png.{'0' * 12}.tmp")
-        for path in strangers:
-            path.touch()
-        (folder / f"{stem}.png").write_bytes(b"an image")
-        namesake = {temp(folder, f"{stem}.v2.png"), temp(folder, f"{stem[:-1]}.png")}
-        found = set(files.leftover_temps(folder, stem))
-        assert mine <= found and not found & strangers, stem
-        if stem == "hero":  # within 100 characters nothing else is taken for its own
-            assert found == mine
-        else:  # past them, names that start the same share their temporary names
-            assert found - mine <= namesake
+    mine = [files.Scratch(tmp_path, name) for name in ("cat", "hero.png", LONG)]
+    for scratch in mine:
+        scratch.new()
+    done = files.Scratch(tmp_path, "done.png")
+    done.new()
+    done.discard()  # finished: no longer this process's to remove
+    # Another process's files, named as Scratch names them, for images whose names start
+    # the same as ours (`cat.v2` after `cat`, a 150-character name after another).
+    theirs = [tmp_path / f".cat.v2.{'a' * 12}.part", tmp_path / f".{LONG[:100]}.{'b' * 12}.part"]
+    for path in theirs:
+        path.touch()
+    files.remove_live_temps()
+    assert sorted(tmp_path.iterdir()) == sorted(theirs)
 
 
 def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file_of_its_own(
@@ -179,8 +173,12 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file_of_
     write_manifest(folder, names=(LONG, "icon"), route="job")
     art = folder / "art"
     art.mkdir()
-    other = files.Scratch(art, "icon.png")  # as the other shard, in another process
-    other.new()
+    # As other shards would, in other processes: `icon`, and an image whose name starts
+    # with this one's (the clean-up once matched temporary files by name).
+    others = [files.Scratch(art, "icon.png"), files.Scratch(art, f"{LONG}.v2")]
+    for other in others:
+        other.new()
+    theirs = {other.path for other in others}
     server = HostileServer()
     png = placeholder_png("slow", 64, 64)
     answer = response(200, png, headers={"Content-Type": "image/png"})
@@ -209,10 +207,10 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file_of_
     )
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not files.leftover_temps(art, LONG):
+        while time.monotonic() < deadline and len(list(art.glob("*.part"))) < 3:
             time.sleep(0.02)
         parts = [p.name for p in art.glob("*.part")]
-        assert len(parts) == 2, parts  # the stall is on
+        assert len(parts) == 3, parts  # the stall is on
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -221,8 +219,9 @@ def test_an_interrupted_download_of_a_150_character_name_leaves_no_part_file_of_
         server.close()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted: kept 0 new image(s)" in err
-    assert list(art.iterdir()) == [other.path]  # no image, no temporary file of its own
-    other.discard()
+    assert set(art.iterdir()) == theirs  # no image, no temporary file of its own
+    for other in others:
+        other.discard()
 
 
 # -- 3. one run lock per manifest, sharded or not ----------------------------------------

@@ -148,9 +148,7 @@ class Runner:
         results: dict[int, CellResult] = {}
 
         def interrupt() -> None:
-            for cell in cells:  # what a worker still writing left behind
-                for leftover in files.leftover_temps(self.folder, cell.stem):
-                    leftover.unlink(missing_ok=True)
+            files.remove_live_temps()  # what a worker still writing left behind
 
         workers.parallel(
             list(enumerate(cells)),

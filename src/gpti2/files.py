@@ -147,26 +147,22 @@ def _temp_name(name: str) -> str:
     return f".{name[:NAME_KEPT]}.{os.urandom(_RANDOM_CHARS // 2).hex()}{PART_SUFFIX}"
 
 
-def leftover_temps(folder: Path, stem: str) -> list[Path]:
-    """The temporary files in `folder` of a file named `stem` or `stem.<ext>`: what a
-    write still running when the command ended may have left. Past NAME_KEPT characters
-    a stem cannot tell its own from those of a stem that starts the same."""
-    kept = stem[:NAME_KEPT]
-    found = []
-    try:
-        names = [e.name for e in os.scandir(folder) if e.name.startswith(f".{kept}")]
-    except OSError:
-        return []
-    for name in names:
-        if not name.endswith(PART_SUFFIX):
-            continue
-        target, _, random = name[1 : -len(PART_SUFFIX)].rpartition(".")
-        if len(random) != _RANDOM_CHARS or random.strip("0123456789abcdef"):
-            continue
-        extension = target[len(stem) + 1 :]
-        if target == kept or (target[len(stem) : len(stem) + 1] == "." and "." not in extension):
-            found.append(folder / name)
-    return found
+# Every temporary file a Scratch of this process has named and not yet removed: what an
+# interruption removes when workers may still be writing (never another process's files,
+# which no name-matching rule could tell apart: `cat` and `cat.v2` share a prefix).
+_live: set[Path] = set()
+_live_lock = threading.Lock()
+
+
+def remove_live_temps() -> None:
+    """Remove this process's temporary files that are still there (after Ctrl-C, when
+    worker threads that were writing them may never finish)."""
+    with _live_lock:
+        paths = list(_live)
+        _live.clear()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 class Scratch:
@@ -198,10 +194,14 @@ class Scratch:
         while True:
             path = self.folder / _temp_name(self.name)
             self._paths.append(path)  # named first: the clean-up knows it before it exists
+            with _live_lock:
+                _live.add(path)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
             except FileExistsError:
                 self._paths.pop()  # someone else's file: not ours to remove
+                with _live_lock:
+                    _live.discard(path)
                 continue
             except BaseException:
                 self.discard()
@@ -227,6 +227,8 @@ class Scratch:
             for path in self._paths:
                 with contextlib.suppress(OSError):
                     path.unlink()
+            with _live_lock:
+                _live.difference_update(self._paths)
             self._handles.clear()
             self._paths.clear()
 

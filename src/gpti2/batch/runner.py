@@ -207,7 +207,6 @@ class Runner:
     # A job's journal line and its place in `started` change together: an interruption
     # (read by the main thread in `outcome`) sees both or neither.
     _journal_mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _writing: list[Entry] = field(default_factory=list, repr=False)  # the images to make
 
     def run(self, items: list[Item]) -> list[Result]:
         """Every item's result, in manifest order (KeyboardInterrupt when stopped; then
@@ -216,7 +215,6 @@ class Runner:
             if item.reason is None:
                 self.results[item.entry.name] = up_to_date(item, self.lock)
         todo = [item for item in items if item.reason is not None]
-        self._writing = [item.entry for item in todo]
         quick_items = [i for i in todo if i.entry.route == "quick"]
         job_items = [i for i in todo if i.entry.route == "job"]
         began = {i.entry.name: time.monotonic() for i in todo}
@@ -446,6 +444,4 @@ class Runner:
         """After Ctrl-C (the workers stopped or given up on): remove temporary files left."""
         from gpti2 import files
 
-        for entry in self._writing:  # not other shards' images: another run may write them
-            for leftover in files.leftover_temps(entry.folder, entry.name):
-                leftover.unlink(missing_ok=True)
+        files.remove_live_temps()  # this run's own: never another shard's
