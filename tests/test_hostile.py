@@ -938,10 +938,20 @@ def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(
     assert tree(sandbox) == {"out"}
 
 
-def test_a_host_name_idna_cannot_encode_is_a_bad_base_url(cli) -> None:
-    run = cli("generate", "x", "--base-url", "http://ä..example")
+@pytest.mark.parametrize(
+    ("command", "url", "complaint"),
+    [
+        (["generate", "x"], "http://ä..example", "not a valid domain name"),
+        (["job", "status", "x"], "https://☃.example", "not a valid domain name"),
+        (["generate", "x"], "https://☃.example", "not a valid domain name"),
+        (["job", "status", "x"], "http://[::1]x/", "after its [IPv6] address"),
+        (["generate", "x"], "http://[::1]x/", "after its [IPv6] address"),
+    ],
+)
+def test_a_host_no_http_client_can_reach_is_a_bad_base_url(cli, command, url, complaint) -> None:
+    run = cli(*command, "--base-url", url, env={"GPTI2_TOKEN": TOKEN})
     assert run.exit_code == 2, run.stderr
-    assert "not a valid domain name" in run.stderr
+    assert complaint in run.stderr
     assert_clean(run)
 
 

@@ -148,6 +148,7 @@ def test_the_request_head_carries_a_length_and_refuses_a_header_that_splits_it()
         ("http", "::1", 8080, "[::1]:8080"),
         ("https", "::1", None, "[::1]"),
         ("https", "bücher.example", 8443, "xn--bcher-kva.example:8443"),
+        ("https", "straße.example", None, "xn--strae-oqa.example"),  # IDNA 2008, as httpx
     ],
 )
 def test_the_host_header_omits_the_default_port(scheme, host, port, header) -> None:

@@ -42,24 +42,36 @@ def connect(
 ) -> socket.socket:
     """A connected socket (wrapped in TLS for https, `tls` being an `ssl.SSLContext`)."""
     port = port or (443 if scheme == "https" else 80)
-    # An ASCII name goes to the resolver as bytes: a str is IDNA-encoded first, and the
-    # codec costs an import for nothing.
-    name: str | bytes = host.encode("ascii") if host.isascii() else host
-    sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
+    name = ascii_host(host)
+    # As bytes: a str would go through Python's own IDNA 2003 codec (an import, and for
+    # some names another host than httpx reaches).
+    sock = socket.create_connection((name.encode("ascii"), port), timeout=timeout)  # type: ignore[arg-type]
     if scheme != "https":
         return sock
     try:
-        return tls.wrap_socket(sock, server_hostname=host)  # type: ignore[attr-defined]
+        return tls.wrap_socket(sock, server_hostname=name)  # type: ignore[attr-defined]
     except BaseException:
         sock.close()
         raise
 
 
+def ascii_host(host: str) -> str:
+    """The host as sent: a non-ASCII name in its IDNA 2008 form, as httpx encodes it (so
+    `straße.example` is the same host for every command). UnicodeError when it has none."""
+    if host.isascii():
+        return host
+    import idna
+
+    try:
+        return idna.encode(host.lower()).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UnicodeError(f"{host!r} is not a valid domain name ({exc})") from None
+
+
 def host_header(scheme: str, host: str, port: int | None) -> str:
     """The Host header: the name (IPv6 in brackets, a non-ASCII name in its IDNA form) and
     the port unless it is the default."""
-    if not host.isascii():
-        host = host.encode("idna").decode("ascii")
+    host = ascii_host(host)
     name = f"[{host}]" if ":" in host else host
     default = 443 if scheme == "https" else 80
     return name if port in (None, default) else f"{name}:{port}"

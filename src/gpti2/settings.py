@@ -41,14 +41,19 @@ def url_problem(url: str) -> str | None:
         return "is not an http:// or https:// URL"
     if not parts.hostname:
         return "has no host"
-    port = _PORT.search(parts.netloc.rpartition("@")[2])
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("[") and not re.fullmatch(r"\[[^\]]*\](:[^:]*)?", hostport):
+        return "has text after its [IPv6] address that is not a :port"
+    port = _PORT.search(hostport)
     if port and not (port[1].isascii() and port[1].isdigit() and 1 <= int(port[1]) <= 65535):
         return f"has a bad port {port[1]!r} (expected 1 to 65535)"
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
         return "holds white space or control characters"
     if not parts.hostname.isascii():
+        from gpti2.http1 import ascii_host
+
         try:
-            parts.hostname.encode("idna")
+            ascii_host(parts.hostname)
         except UnicodeError:
             return f"has a host name that is not a valid domain name ({parts.hostname!r})"
     return None
