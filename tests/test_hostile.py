@@ -888,16 +888,26 @@ def test_a_utf8_location_is_followed_as_utf8(cli, hostile, sandbox) -> None:
     assert out.read_bytes() == PNG
 
 
-def test_a_bad_ssl_cert_file_is_named_as_a_local_problem(cli, sandbox, tmp_path) -> None:
-    missing = tmp_path / "no-such-bundle.pem"
-    out = sandbox / "out" / "x.png"
+@pytest.mark.parametrize("command", [["generate", "x"], ["job", "status", "x"]])
+@pytest.mark.parametrize(
+    ("var", "kind"), [("SSL_CERT_FILE", "missing"), ("SSL_CERT_FILE", "empty"),
+                      ("SSL_CERT_FILE", "folder"), ("SSL_CERT_DIR", "missing")],
+)  # fmt: skip
+def test_unreadable_certificates_are_named_as_a_local_problem(
+    cli, sandbox, tmp_path, command, var, kind
+) -> None:
+    given = tmp_path / "certs"
+    if kind == "empty":
+        given.write_text("")
+    elif kind == "folder":
+        given.mkdir()
     run = cli(
-        "generate", "x", "-o", str(out), "--base-url", "https://127.0.0.1:9",
-        env={"SSL_CERT_FILE": str(missing)},
+        *command, "--retries", "0", "--base-url", "https://127.0.0.1:9",
+        env={"SSL_CERT_FILE": "", var: str(given), "GPTI2_TOKEN": TOKEN},
     )  # fmt: skip
     assert run.exit_code == 2, run.stderr
-    assert "SSL_CERT_FILE" in run.stderr and str(missing) in run.stderr
-    assert "hint: point SSL_CERT_FILE at" in run.stderr
+    assert var in run.stderr and str(given) in run.stderr
+    assert f"hint: point {var} at" in run.stderr
     assert_clean(run)
 
 
@@ -936,6 +946,25 @@ def test_a_connect_that_outlives_the_timeout_was_not_sent_and_is_retried(
     assert "cannot connect to 127.0.0.1" in run.stderr
     assert "may have been generated" not in run.stderr
     assert tree(sandbox) == {"out"}
+
+
+@pytest.mark.parametrize("command", [["generate", "x"], ["job", "start", "x"]])
+def test_a_redirect_hop_that_never_connects_is_not_sent_either(
+    cli, hostile, blackhole, command
+) -> None:
+    # The first hop uses most of the time; the hop to the full accept queue must still
+    # end as a connect timeout (its own connect limit is what is left of the deadline).
+    route = QUICK if command[0] == "generate" else "/api/aiimage/start"
+    moved = response(307, b"", reason="Moved", headers={"Location": f"{blackhole}/x"})
+    hostile.route(route, [(b"", 0.8), (moved, 0.0)])
+    run = cli(
+        *command, "--timeout", "1.5", "--retries", "1", "-v", "--base-url", hostile.url,
+        env={"GPTI2_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert run.exit_code == 6, run.stderr
+    assert "retry 1/1" in run.stderr
+    assert "cannot connect to 127.0.0.1" in run.stderr
+    assert "may have been" not in run.stderr
 
 
 @pytest.mark.parametrize(

@@ -188,12 +188,11 @@ class _PooledTransport:
         if transport is None:
             # Plain http (the emulator, loopback rehearsals) never needs TLS; building the
             # verifying TLS context costs ~30 ms, so https gets its transport on first use.
-            transport = _lazy_transport(lambda: httpx.HTTPTransport(limits=limits))
+            transport = _lazy_transport(lambda: httpx.HTTPTransport(verify=_tls(), limits=limits))
             mounts = {"http://": httpx.HTTPTransport(verify=False, limits=limits)}
+        self._timeout = timeout
         self._http = httpx.Client(
-            # Connecting stops short of the whole-request deadline, so a connect that never
-            # completes is seen as not sent (retried), not as a request cut mid-way.
-            timeout=httpx.Timeout(timeout, connect=min(timeout * 0.9, CONNECT_TIMEOUT)),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             follow_redirects=False,
             transport=transport,
             mounts=mounts,
@@ -203,12 +202,24 @@ class _PooledTransport:
 
     @contextlib.contextmanager
     def stream(
-        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        deadline: float,
     ) -> Iterator[Any]:
         import httpx
 
+        # Connecting stops short of the whole request's deadline (every redirect hop
+        # included), so a connect that never completes is a connect timeout: not sent,
+        # retried, rather than a request cut mid-way that "may have been generated".
+        left = max(deadline - time.monotonic(), 0.001)
+        timeout = httpx.Timeout(self._timeout, connect=min(left * 0.9, CONNECT_TIMEOUT))
         try:
-            with self._http.stream(method, url, content=content, headers=headers) as resp:
+            with self._http.stream(
+                method, url, content=content, headers=headers, timeout=timeout
+            ) as resp:
                 yield resp
         except httpx.TransportError as exc:
             raise TransportFailure(
@@ -272,13 +283,19 @@ class _SingleTransport:
 
     @contextlib.contextmanager
     def stream(
-        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        deadline: float,
     ) -> Iterator[http1.Response]:
         parts = urlsplit(url)
         scheme, host, port = parts.scheme, parts.hostname or "", parts.port
         tls = _tls() if scheme == "https" else None
         try:
-            sock = http1.connect(scheme, host, port, min(self._timeout, CONNECT_TIMEOUT), tls)
+            left = max(deadline - time.monotonic(), 0.001)
+            sock = http1.connect(scheme, host, port, min(left, CONNECT_TIMEOUT), tls)
         except (OSError, UnicodeError) as exc:
             raise TransportFailure(
                 exc, not_sent=True, timed_out=isinstance(exc, TimeoutError)
@@ -354,12 +371,15 @@ def _cut(exc: BaseException) -> TransportFailure:
 
 
 def _tls() -> Any:
-    """The verifying TLS context, with the certificates httpx would use."""
+    """The verifying TLS context of both transports: the certificates SSL_CERT_FILE or
+    SSL_CERT_DIR name (as httpx reads them), else certifi's bundle; exit 2 when unreadable."""
     import ssl
 
     for var, key in (("SSL_CERT_FILE", "cafile"), ("SSL_CERT_DIR", "capath")):
         if os.environ.get(var):
             try:
+                if key == "capath" and not os.path.isdir(os.environ[var]):
+                    raise NotADirectoryError("not a folder")  # else only failed handshakes tell
                 return ssl.create_default_context(**{key: os.environ[var]})
             except (OSError, ssl.SSLError) as exc:
                 raise UsageError(
@@ -634,7 +654,7 @@ class ApiClient:
                 sent = self._transport.sent_headers(method, url, content, request_headers)
                 self._log_request(method, url, sent, json_body)
             started = time.monotonic()
-            with self._transport.stream(method, url, content, request_headers) as resp:
+            with self._transport.stream(method, url, content, request_headers, deadline) as resp:
                 location = resp.headers.get("location")
                 if 300 <= resp.status_code < 400:
                     if resp.status_code not in (301, 302, 303, 307, 308) or not location:
