@@ -280,3 +280,8 @@ def test_verbose_shows_every_header_sent_with_credentials_redacted(cli, emulator
     sent = [line for line in job.stderr.splitlines() if line.startswith("> ")]
     assert f"> Host: {host}" in sent and "> Authorization: [redacted]" in sent, sent
     assert TOKEN not in job.stderr
+
+
+def test_the_model_note_reads_the_model_name_in_any_case(cli, emulator, tmp_path) -> None:
+    run = cli("generate", "x", "-p", "vertex", "-m", "DALL-E-3", "--dry-run")
+    assert "note: DALL-E-3 is an OpenAI model; vertex takes" in run.stderr

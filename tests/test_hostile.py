@@ -992,3 +992,11 @@ def test_verbose_says_where_it_cuts_a_long_body(cli, hostile) -> None:
     [body] = [line for line in run.stderr.splitlines() if line.startswith("< <html>")]
     assert body.endswith(f"… (body of {len(page)} bytes)")
     assert len(body) < 2100
+
+
+def test_only_a_404_blames_a_base_url_that_ends_in_api(cli, hostile) -> None:
+    # A server that serves its routes under /api/... : a 422 there is about the request.
+    hostile.route("/api/api/generate-images", response(422, {"error": "unsafe prompt"}))
+    run = cli("generate", "x", "--retries", "0", "--base-url", f"{hostile.url}/api")
+    assert run.exit_code == 5, run.stderr
+    assert "unsafe prompt" in run.stderr and "holds the route" not in run.stderr

@@ -87,6 +87,7 @@ class RejectedError(Gpti2Error):
     """The server rejected the request (4xx other than auth and credits)."""
 
     exit_code = ExitCode.REJECTED
+    status: int | None = None  # the HTTP status, when the rejection came as one
 
 
 class ServerError(Gpti2Error):

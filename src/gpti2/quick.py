@@ -54,7 +54,7 @@ def model_advice(provider: str, model: str) -> str | None:
     the template's providers, which would fail it after the request is sent."""
     if provider == "openai" or provider not in PROVIDER_MODELS:
         return None
-    if not model.startswith(("dall-e", "gpt-image")):
+    if not model.lower().startswith(("dall-e", "gpt-image")):
         return None
     return (
         f"{model} is an OpenAI model; {provider} takes models such as"
@@ -128,7 +128,7 @@ def generate(client: ApiClient, request: QuickRequest) -> GeneratedImage:
         )
     except RejectedError as exc:
         base = client.base_url.rstrip("/")
-        if exc.hint is None and base.endswith(("/api", ROUTE)):
+        if exc.hint is None and exc.status == 404 and base.endswith(("/api", ROUTE)):
             site = base.removesuffix(ROUTE).removesuffix("/api")
             exc.hint = f"the base URL holds the route; give the site alone: --base-url {site}"
         if exc.hint is None and request.provider not in TEMPLATE_PROVIDERS:

@@ -141,5 +141,7 @@ def error_for_status(reply: Reply) -> Gpti2Error:
             f"insufficient credits ({detail})", hint="top up your credits, then try again"
         )
     if 400 <= reply.status < 500 and reply.status not in (408, 429):
-        return RejectedError(f"the server rejected the request ({detail})")
+        rejected = RejectedError(f"the server rejected the request ({detail})")
+        rejected.status = reply.status
+        return rejected
     return ServerError(f"server error from {host}: {detail}")
