@@ -230,3 +230,35 @@ def test_a_request_on_a_kept_alive_connection_after_shutdown_is_answered_503() -
     answer = conn.getresponse()
     assert answer.status == 503 and answer.getheader("Connection") == "close"
     assert not [line for line in lines if " error: " in line]
+
+
+def test_a_second_ctrl_c_stops_serve_waiting_for_a_stuck_client(tmp_path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from conftest import gpti2_command
+
+    proc = subprocess.Popen(
+        [*gpti2_command(), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        host, port = proc.stdout.readline().split()[-1].removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as stuck:  # sends 10 of 100 bytes
+            stuck.sendall(b"POST /api/generate-images HTTP/1.1\r\nContent-Length: 100\r\n\r\n")
+            stuck.sendall(b"0123456789")
+            time.sleep(0.3)
+            began = time.monotonic()
+            proc.send_signal(signal.SIGINT)  # waits for the request in flight...
+            time.sleep(0.5)
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)  # ...until asked again
+            assert proc.wait(timeout=10) == 0
+            assert time.monotonic() - began < 3  # not the whole 5 s drain
+    finally:
+        if proc.poll() is None:
+            proc.kill()

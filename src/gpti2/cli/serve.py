@@ -75,6 +75,7 @@ def serve(
     It serves until Ctrl-C or SIGTERM, then exits 0.
     """
     import signal
+    import threading
 
     from gpti2.emulator import Emulator, EmulatorConfig
     from gpti2.errors import UsageError
@@ -120,14 +121,19 @@ def serve(
             f"cannot listen on {host} port {port}: {exc.strerror or exc}", hint=_bind_hint(exc)
         ) from None
 
+    hurry = threading.Event()
+
+    def again(signum: int, frame: object) -> None:
+        hurry.set()  # stop waiting for stuck clients; the clean-up itself still runs
+
     def stop(signum: int, frame: object) -> None:
         # The first Ctrl-C or SIGTERM stops the server; more of them (an impatient user, a
-        # supervisor that signals twice) must not cut the clean-up short: exit 0, no
-        # temporary folder left behind.
-        # (A Python no-op, not SIG_IGN: a signal already pending when SIG_IGN is set makes
-        # Python raise "signal ignored due to race condition".)
-        signal.signal(signal.SIGINT, _ignore)
-        signal.signal(signal.SIGTERM, _ignore)
+        # supervisor that signals twice) only stop the wait for requests in flight and
+        # never cut the clean-up short: exit 0, no temporary folder left behind.
+        # (A Python handler, not SIG_IGN: a signal already pending when SIG_IGN is set
+        # makes Python raise "signal ignored due to race condition".)
+        signal.signal(signal.SIGINT, again)
+        signal.signal(signal.SIGTERM, again)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, stop)
@@ -155,11 +161,7 @@ def serve(
     except KeyboardInterrupt:
         ui.info("stopping")
     finally:
-        emulator.shutdown()
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """A signal after the first: the server is already stopping."""
+        emulator.shutdown(hurry)
 
 
 def _bind_hint(exc: OSError) -> str:

@@ -181,16 +181,19 @@ class Emulator:
         """Wait `seconds`, or less when shutdown begins meanwhile (then True)."""
         return self._stop.wait(seconds)
 
-    def shutdown(self) -> None:
+    def shutdown(self, hurry: threading.Event | None = None) -> None:
         """Stop accepting, let the requests in flight end (a --latency wait ends at once
-        and answers 503), then release the store (and its temporary folder)."""
+        and answers 503; a stuck client is given DRAIN_SECONDS, or until `hurry` is set),
+        then release the store (and its temporary folder)."""
         self._stop.set()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+        end = time.monotonic() + DRAIN_SECONDS
         with self._idle:
-            self._idle.wait_for(lambda: self._busy == 0, timeout=DRAIN_SECONDS)
+            while self._busy and time.monotonic() < end and not (hurry and hurry.is_set()):
+                self._idle.wait(0.05)
         self._sweeper.join(timeout=2)
         self.store.close()
         if self._tmpdir:
