@@ -102,6 +102,7 @@ def test_only_a_name_not_in_the_manifest_is_still_exit_2(cli, project, emulator)
         ("1/0", "K must be between 1 and N"),
         ("a/b", "expected K/N"),
         ("3", "expected K/N"),
+        ("１/２", "expected K/N"),  # full-width digits: \d would take them
     ],
 )
 def test_a_bad_or_huge_shard_is_exit_2_with_a_hint_before_any_request(

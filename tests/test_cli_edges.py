@@ -262,3 +262,12 @@ def test_a_second_ctrl_c_stops_serve_waiting_for_a_stuck_client(tmp_path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_listens_on_ipv6_loopback_and_prints_a_bracketed_url() -> None:
+    from gpti2.emulator import EmulatorConfig, running_emulator
+
+    with running_emulator(EmulatorConfig(host="::1", port=0, tokens=[TOKEN])) as emu:
+        assert emu.url.startswith("http://[::1]:")
+        run = CliRunner().invoke(app, ["generate", "x", "-o", "x.png", "--base-url", emu.url])
+    assert run.exit_code == 0, run.stderr

@@ -19,7 +19,7 @@ from gpti2.batch.lock import RUNNING, StatCache, may_serve_placeholders, read_do
 from gpti2.batch.manifest import Entry, Manifest
 from gpti2.errors import UsageError
 
-_SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+_SPEC = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 
 # The most shards a manifest may be split into: more than any CI runs side by side (a
 # GitHub Actions matrix stops at 256 jobs, GitLab's `parallel` at 200), and it keeps the
@@ -122,7 +122,7 @@ def from_environment(env: Mapping[str, str]) -> tuple[Shard, str]:
     for source, index_var, total_var, base in CI_SOURCES:
         index, total = env.get(index_var, "").strip(), env.get(total_var, "").strip()
         if index and total:
-            if not (index.isdigit() and total.isdigit()):
+            if not (_SPEC.fullmatch(f"{index}/{total}")):
                 raise UsageError(f"{index_var}={index!r}, {total_var}={total!r}: not numbers")
             return parse(f"{int(index) + 1 - base}/{total}", index_var), source
     names = ", ".join(f"{i}/{t}" for _, i, t, _ in CI_SOURCES)

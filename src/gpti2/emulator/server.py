@@ -10,6 +10,7 @@ import random
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -101,13 +102,18 @@ class _Server(ThreadingHTTPServer):
             sys.stderr.write(f"gpti2 emulator: {line}\n")
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class Emulator:
     """A running (or ready to run) emulator with its store and counters."""
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         # The address first: a port in use leaves no store or temporary folder behind.
-        self._server = _Server((config.host, config.port), _Handler)
+        server = _Server6 if ":" in config.host else _Server  # ::1 is an address too
+        self._server = server((config.host, config.port), _Handler)
         self._server.emulator = self
         self._tmpdir: str | None = None
         if config.db is None:
@@ -154,7 +160,7 @@ class Emulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
     def request_count(self) -> int:
