@@ -1000,3 +1000,12 @@ def test_only_a_404_blames_a_base_url_that_ends_in_api(cli, hostile) -> None:
     run = cli("generate", "x", "--retries", "0", "--base-url", f"{hostile.url}/api")
     assert run.exit_code == 5, run.stderr
     assert "unsafe prompt" in run.stderr and "holds the route" not in run.stderr
+
+
+def test_a_failed_redirect_hop_is_named_by_its_own_host(cli, hostile, blackhole) -> None:
+    target = blackhole.replace("127.0.0.1", "localhost")
+    moved = response(307, b"", reason="Moved", headers={"Location": f"{target}/x"})
+    hostile.route(QUICK, moved)
+    run = cli("generate", "x", "--timeout", "1", "--retries", "0", "--base-url", hostile.url)
+    assert run.exit_code == 6, run.stderr
+    assert f"cannot connect to {target.removeprefix('http://')}" in run.stderr

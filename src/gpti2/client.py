@@ -172,6 +172,7 @@ class TransportFailure(Exception):
         self.cause = cause
         self.not_sent = not_sent
         self.timed_out = timed_out
+        self.url: str | None = None  # the hop it failed on, when a redirect led there
 
 
 class _PooledTransport:
@@ -554,7 +555,7 @@ class ApiClient:
                     self._wait(attempt, None, type(failure.cause).__name__)
                     attempt += 1
                     continue
-                raise self._transport_error(failure, url, policy) from None
+                raise self._transport_error(failure, failure.url or url, policy) from None
             if policy.retries_status(reply.status) and attempt < self.retries:
                 self._wait(attempt, reply.headers.get("retry-after"), str(reply.status))
                 attempt += 1
@@ -641,65 +642,70 @@ class ApiClient:
     ) -> Reply:
         base_origin = origin(self.base_url)
         send_credentials = auth and self.credentials is not None
-        for _hop in range(MAX_REDIRECTS + 1):
-            if origin(url) != base_origin:
-                refuse_link_local(url)
-            request_headers = dict(headers or {})
-            if json_body is not None:
-                request_headers["Content-Type"] = "application/json"
-            if send_credentials and origin(url) == base_origin:
-                request_headers.update(self.credentials.headers())  # type: ignore[union-attr]
-            content = None if json_body is None else json.dumps(json_body).encode()
-            if self._log is not None:
-                sent = self._transport.sent_headers(method, url, content, request_headers)
-                self._log_request(method, url, sent, json_body)
-            started = time.monotonic()
-            with self._transport.stream(method, url, content, request_headers, deadline) as resp:
-                location = resp.headers.get("location")
-                if 300 <= resp.status_code < 400:
-                    if resp.status_code not in (301, 302, 303, 307, 308) or not location:
-                        raise ServerError(
-                            f"unexpected {resp.status_code} {shown(resp.reason_phrase, 60)}"
-                            f" from {host_of(url)}"
-                            + ("" if location else " (no Location to follow)")
-                        )
-                    self._emit(f"< {resp.status_code} redirect to {location}")
-                    try:
-                        joined = urljoin(url, location)
-                    except ValueError:  # `http://[::1/x`: urljoin itself refuses it
-                        joined = location
-                    url = checked_url(joined, "the redirect Location")
-                    if origin(url) != base_origin:
-                        if secret_body:
+        try:
+            for _hop in range(MAX_REDIRECTS + 1):
+                if origin(url) != base_origin:
+                    refuse_link_local(url)
+                request_headers = dict(headers or {})
+                if json_body is not None:
+                    request_headers["Content-Type"] = "application/json"
+                if send_credentials and origin(url) == base_origin:
+                    request_headers.update(self.credentials.headers())  # type: ignore[union-attr]
+                content = None if json_body is None else json.dumps(json_body).encode()
+                if self._log is not None:
+                    sent = self._transport.sent_headers(method, url, content, request_headers)
+                    self._log_request(method, url, sent, json_body)
+                started = time.monotonic()
+                stream = self._transport.stream(method, url, content, request_headers, deadline)
+                with stream as resp:
+                    location = resp.headers.get("location")
+                    if 300 <= resp.status_code < 400:
+                        if resp.status_code not in (301, 302, 303, 307, 308) or not location:
                             raise ServerError(
-                                f"{host_of(self.base_url)} redirected the sign-in to"
-                                f" {host_of(url)}; the password was not sent there"
+                                f"unexpected {resp.status_code} {shown(resp.reason_phrase, 60)}"
+                                f" from {host_of(url)}"
+                                + ("" if location else " (no Location to follow)")
                             )
-                        send_credentials = False  # never again on this request
-                    if resp.status_code == 303 or (
-                        resp.status_code in (301, 302) and method == "POST"
-                    ):
-                        method, json_body = "GET", None
-                    continue
-                ok = 200 <= resp.status_code < 300
-                if sink is not None and ok and resp.status_code != 200:
-                    # 206 (a part of the file) or 204 (none of it) is not a download.
-                    raise ServerError(
-                        f"download from {host_of(url)} answered {resp.status_code}"
-                        f" {shown(resp.reason_phrase, 60)}, not the whole file; refused"
+                        self._emit(f"< {resp.status_code} redirect to {location}")
+                        try:
+                            joined = urljoin(url, location)
+                        except ValueError:  # `http://[::1/x`: urljoin itself refuses it
+                            joined = location
+                        url = checked_url(joined, "the redirect Location")
+                        if origin(url) != base_origin:
+                            if secret_body:
+                                raise ServerError(
+                                    f"{host_of(self.base_url)} redirected the sign-in to"
+                                    f" {host_of(url)}; the password was not sent there"
+                                )
+                            send_credentials = False  # never again on this request
+                        if resp.status_code == 303 or (
+                            resp.status_code in (301, 302) and method == "POST"
+                        ):
+                            method, json_body = "GET", None
+                        continue
+                    ok = 200 <= resp.status_code < 300
+                    if sink is not None and ok and resp.status_code != 200:
+                        # 206 (a part of the file) or 204 (none of it) is not a download.
+                        raise ServerError(
+                            f"download from {host_of(url)} answered {resp.status_code}"
+                            f" {shown(resp.reason_phrase, 60)}, not the whole file; refused"
+                        )
+                    target = sink() if (sink is not None and ok) else None
+                    body = self._read_body(resp, target, progress if ok else None, deadline)
+                    reply = Reply(
+                        resp.status_code,
+                        resp.reason_phrase,
+                        resp.headers,
+                        body,
+                        str(resp.url),
+                        _set_cookies(resp),
                     )
-                target = sink() if (sink is not None and ok) else None
-                body = self._read_body(resp, target, progress if ok else None, deadline)
-                reply = Reply(
-                    resp.status_code,
-                    resp.reason_phrase,
-                    resp.headers,
-                    body,
-                    str(resp.url),
-                    _set_cookies(resp),
-                )
-                self._log_response(reply, time.monotonic() - started, target is not None)
-                return reply
+                    self._log_response(reply, time.monotonic() - started, target is not None)
+                    return reply
+        except TransportFailure as failure:
+            failure.url = url  # the hop it failed on: the error names that host
+            raise
         raise ServerError(f"too many redirects (more than {MAX_REDIRECTS}) from {host_of(url)}")
 
     def _read_body(
