@@ -271,3 +271,13 @@ def test_serve_listens_on_ipv6_loopback_and_prints_a_bracketed_url() -> None:
         assert emu.url.startswith("http://[::1]:")
         run = CliRunner().invoke(app, ["generate", "x", "-o", "x.png", "--base-url", emu.url])
     assert run.exit_code == 0, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("--verbos", "--verbose"), ("--retires", "--retries"), ("--base-ur", "--base-url")],
+)
+def test_a_mistyped_root_option_after_the_command_gets_its_suggestion(typo, meant) -> None:
+    run = CliRunner().invoke(app, ["generate", "x", typo])
+    assert run.exit_code == 2
+    assert f"hint: did you mean {meant}?" in run.stderr

@@ -152,7 +152,9 @@ def usage_hint(exc: Any, state: State) -> tuple[str, str | None]:
 
     message, hint = one_voice(exc.format_message())
     if isinstance(exc, _click_exceptions.NoSuchOption):
-        hint = _near_options(exc.option_name, exc.possibilities or ())
+        # Root options work after the command too (hoisted), so they are candidates there.
+        known = {*(exc.possibilities or ()), *(o for o in ROOT_OPTIONS if o.startswith("--"))}
+        hint = _near_options(exc.option_name, known)
     ctx = exc.ctx
     if ctx is None:
         return message, hint
