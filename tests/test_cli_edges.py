@@ -281,3 +281,23 @@ def test_a_mistyped_root_option_after_the_command_gets_its_suggestion(typo, mean
     run = CliRunner().invoke(app, ["generate", "x", typo])
     assert run.exit_code == 2
     assert f"hint: did you mean {meant}?" in run.stderr
+
+
+def test_config_get_says_when_the_environment_wins() -> None:
+    run = CliRunner().invoke(app, ["config", "get", "base_url"], env={"GPTI2_BASE_URL": "local"})
+    assert run.exit_code == 0 and run.stdout == "local\n"
+    assert "note: base_url comes from GPTI2_BASE_URL, which wins over the config file" in run.stderr
+
+
+@pytest.mark.parametrize("command", [["job", "status", "task_nope"], ["job", "fetch", "task_nope"]])
+def test_an_unknown_job_on_local_hints_that_local_jobs_end_with_their_command(command) -> None:
+    run = CliRunner().invoke(app, [*command, "--base-url", "local"])
+    assert run.exit_code == 5, run.stderr
+    assert "hint: jobs on --base-url local end with the command that started them" in run.stderr
+    assert "`gpti2 serve`" in run.stderr  # not `gpti2 --base-url local serve`
+
+
+def test_auth_token_on_local_does_not_send_the_user_to_auth_login() -> None:
+    run = CliRunner().invoke(app, ["auth", "token", "--base-url", "local"])
+    assert run.exit_code == 3
+    assert "needs no sign-in" in run.stderr and "auth login" not in run.stderr

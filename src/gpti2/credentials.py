@@ -284,9 +284,10 @@ def require(settings: Settings) -> Token:
         from gpti2.dialects import get
 
         command = get(settings.api).login_command  # `--email ADDRESS` where there is one
-        raise AuthError(
-            f"no token for {account(settings)}", hint=f"run `{command}`, or set {ENV_VAR}"
-        )
+        hint = f"run `{command}`, or set {ENV_VAR}"
+        if settings.base_url == "local":  # `auth login` refuses it: nothing to sign in to
+            hint = "--base-url local needs no sign-in: each command makes its own token"
+        raise AuthError(f"no token for {account(settings)}", hint=hint)
     return token
 
 

@@ -35,6 +35,9 @@ def get(ctx: typer.Context, key: KeyArg, json_out: JsonOption = False, quiet: Qu
         ui.out_json(settings.setting_json(key))
     else:
         ui.out(shown_value(value))
+        source = settings.sources[key]
+        if source.startswith("env "):  # it wins over the profile: say so, it surprises
+            ui.note(f"{key} comes from {source[4:]}, which wins over the config file")
 
 
 @app.command("set", context_settings={"ignore_unknown_options": True})

@@ -245,10 +245,20 @@ def _follow(
         record = history.job_attempt(settings, ui.env.environ, ui.warn, "job fetch", task_id)
     plan = _plan(settings, wait=wait, poll=poll, timeout=timeout, folder=folder, force=force)
     failures = record.failures() if record is not None else contextlib.nullcontext()
-    with failures, ui.client(settings, auth=True) as client:
-        outcome = jobrun.follow(client, task_id, plan, _events(ui))
-        if record is not None:
-            record.wrote_files(outcome.saved)
+    from gpti2.errors import RejectedError
+
+    try:
+        with failures, ui.client(settings, auth=True) as client:
+            outcome = jobrun.follow(client, task_id, plan, _events(ui))
+            if record is not None:
+                record.wrote_files(outcome.saved)
+    except RejectedError as exc:
+        if exc.status == 404 and settings.base_url == "local" and exc.hint is None:
+            exc.hint = (
+                "jobs on --base-url local end with the command that started them: use"
+                " `gpti2 job start --wait`, or run `gpti2 serve` and use its URL"
+            )
+        raise
     if fetch:
         _said_of(ui, outcome, plan)
     return outcome

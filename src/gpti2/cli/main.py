@@ -124,7 +124,8 @@ def with_root_options(hint: str, state: State) -> str:
         missing = [f"{flag} {shell_quote(value)}" for flag, value in given if flag not in rest]
         return match.group(0) + "".join(f"{part} " for part in missing)
 
-    return re.sub(r"(?<![\w/.-])gpti2 (?=[a-z-])", insert, hint)
+    # Not `gpti2 serve`: it starts a server, it does not talk to one.
+    return re.sub(r"(?<![\w/.-])gpti2 (?=[a-z-])(?!serve\b)", insert, hint)
 
 
 def one_voice(message: str) -> tuple[str, str | None]:
