@@ -301,3 +301,19 @@ def test_auth_token_on_local_does_not_send_the_user_to_auth_login() -> None:
     run = CliRunner().invoke(app, ["auth", "token", "--base-url", "local"])
     assert run.exit_code == 3
     assert "needs no sign-in" in run.stderr and "auth login" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["generate", "x", "-a", "0:9", "--dry-run"], "hint: give W:H with whole numbers above 0"),
+        (["generate", "x", "--timeout", "abc", "--dry-run"], "hint: give a number of seconds"),
+        (["generate", "x", "--base-url", "htp://x", "--dry-run"], "hint: give an http:// or"),
+        (["config", "set", "aspct_ratio", "16:9"], "hint: did you mean 'aspect_ratio'?"),
+        (["config", "set", "timeout", "abc"], "hint: give a number of seconds"),
+    ],
+)
+def test_a_bad_setting_gets_a_hint_showing_a_good_one(args, hint) -> None:
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 2
+    assert hint in run.stderr

@@ -259,19 +259,40 @@ def config_path() -> Path:
     return Path(user_config_dir("gpti2")) / "config.toml"
 
 
+# What a good value looks like, for the hint under a bad one.
+EXAMPLES = {
+    "base_url": "an http:// or https:// URL such as https://www.gpt-image2.dev, or local",
+    "aspect_ratio": "W:H with whole numbers above 0, such as 1:1, 16:9 or 3:2",
+    "timeout": "a number of seconds above 0, such as 120",
+    "retries": "a whole number, 0 or more, such as 3",
+    "poll_interval": "a number of seconds above 0, such as 2",
+    "max_images": "a whole number above 0, such as 100",
+    "history": "true or false",
+}
+
+
+def unknown_key(key: str, label: str | None = None) -> UsageError:
+    """The error for a key that is not a setting, with the nearest one when there is one."""
+    import difflib
+
+    close = difflib.get_close_matches(key, list(KEYS), n=1, cutoff=0.6)
+    return UsageError(
+        f"unknown key {key!r}" + (f" in {label}" if label else ""),
+        hint=(f"did you mean {close[0]!r}? " if close else "")
+        + "known keys: "
+        + ", ".join(sorted(KEYS)),
+    )
+
+
 def parse_value(key: str, value: Any, label: str | None = None) -> Any:
     """Validate one setting; a UsageError naming where it came from (`label`) otherwise."""
     if key not in KEYS:
-        raise UsageError(
-            f"unknown key {key!r}" + (f" in {label}" if label else ""),
-            hint="known keys: " + ", ".join(sorted(KEYS)),
-        )
+        raise unknown_key(key, label)
     try:
         return KEYS[key](value)
     except (ValueError, TypeError) as exc:
-        raise UsageError(
-            f"bad value {value!r} for {label or key}: {exc}", hint=getattr(exc, "hint", None)
-        ) from None
+        hint = getattr(exc, "hint", None) or (f"give {EXAMPLES[key]}" if key in EXAMPLES else None)
+        raise UsageError(f"bad value {value!r} for {label or key}: {exc}", hint=hint) from None
 
 
 def load_config(path: Path) -> dict[str, dict[str, Any]]:

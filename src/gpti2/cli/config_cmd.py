@@ -15,12 +15,11 @@ KeyArg = Annotated[str, typer.Argument(help="A setting, for example base_url.", 
 
 
 def _key(key: str) -> str:
-    from gpti2.errors import UsageError
-    from gpti2.settings import KEYS
+    from gpti2.settings import KEYS, unknown_key
 
     normalized = key.replace("-", "_")
     if normalized not in KEYS:
-        raise UsageError(f"unknown key {key!r}", hint="known keys: " + ", ".join(sorted(KEYS)))
+        raise unknown_key(key)
     return normalized
 
 
