@@ -317,3 +317,15 @@ def test_a_bad_setting_gets_a_hint_showing_a_good_one(args, hint) -> None:
     run = CliRunner().invoke(app, args)
     assert run.exit_code == 2
     assert hint in run.stderr
+
+
+def test_a_manifest_that_cannot_be_read_gets_a_hint(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[images]]\nname = "a\n')
+    for target, hint in (
+        (tmp_path / "none.toml", "with [[images]] entries"),
+        (bad, "line and column"),
+    ):
+        run = CliRunner().invoke(app, ["batch", str(target), "--dry-run"])
+        assert run.exit_code == 2
+        assert "hint: " in run.stderr and hint in run.stderr

@@ -135,21 +135,31 @@ def _label(index: int, item: Any) -> str:
     return f"[[images]] #{index + 1}" + (f" ({name!r})" if isinstance(name, str) else "")
 
 
+MANIFEST_HINT = (
+    'give a TOML file with [[images]] entries (name = "...", prompt = "..."), such as assets.toml'
+)
+
+
 def _read(path: Path) -> tuple[dict[str, Any], bytes]:
     import tomllib
 
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"no manifest at {path}") from None
+        raise UsageError(f"no manifest at {path}", hint=MANIFEST_HINT) from None
     except OSError as exc:
-        raise UsageError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"cannot read manifest {path}: {exc.strerror or exc}", hint=MANIFEST_HINT
+        ) from None
     try:
         return tomllib.loads(data.decode("utf-8")), data
     except UnicodeDecodeError as exc:
-        raise UsageError(f"cannot read manifest {path}: {exc}") from None
+        raise UsageError(f"cannot read manifest {path}: {exc}", hint="save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+        raise UsageError(
+            f"{path} is not valid TOML: {exc}",
+            hint="fix the file where the line and column point (the syntax: toml.io)",
+        ) from None
 
 
 def validate(path: Path, raw: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
