@@ -10,16 +10,16 @@ from gpti2.errors import RejectedError, ServerError, UsageError
 from gpti2.images import ImageInfo, decode_base64_image, describe
 
 ROUTE = "/api/generate-images"
-# The providers the public template this route follows accepts (API.md 1); other servers
-# may accept more, so this only shapes the hint of a 400, never refuses a request.
-TEMPLATE_PROVIDERS = ("openai", "replicate", "fireworks", "vertex")
-# A model each of them takes (the public template's "quality" choice), for advice.
+# The providers the public template this route follows accepts (API.md 1), each with a
+# model it takes (the template's "quality" choice). Other servers may accept more, so this
+# only shapes hints and notes, never refuses a request.
 PROVIDER_MODELS = {
     "openai": "dall-e-3",
     "replicate": "stability-ai/stable-diffusion-3.5-large",
     "fireworks": "accounts/fireworks/models/flux-1-dev-fp8",
     "vertex": "imagen-3.0-generate-001",
 }
+TEMPLATE_PROVIDERS = tuple(PROVIDER_MODELS)
 _IMAGE_FIELD = re.compile(rb'"image"\s*:\s*"')
 _UNESCAPE_SLICE = 1 << 20
 

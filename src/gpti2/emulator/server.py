@@ -23,12 +23,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from gpti2.emulator.art import placeholder_png, quick_png, size_for
 from gpti2.emulator.store import InsufficientCredits, Store
+from gpti2.quick import TEMPLATE_PROVIDERS
 
 if TYPE_CHECKING:
     from gpti2.client import Credentials
     from gpti2.emulator.shipany import ShipAny
 
-PROVIDERS = frozenset({"openai", "replicate", "fireworks", "vertex"})
+PROVIDERS = frozenset(TEMPLATE_PROVIDERS)  # the template's validation
 MODES = frozenset({"text_to_image", "image_to_image"})
 # Each side at most 5 digits: a ratio of thousands of digits is a 400, not a crash.
 _RATIO = re.compile(r"[1-9]\d{0,4}:[1-9]\d{0,4}")
