@@ -344,8 +344,9 @@ class _PastDeadline(Exception):
 @contextlib.contextmanager
 def _deadline_alarm(deadline: float) -> Iterator[None]:
     """In the main thread, interrupt whatever a request waits on (connecting, a header
-    dripping in, the body) at `deadline`. In other threads (batch workers) the body
-    loop's own check of the deadline is the bound."""
+    dripping in, the body) at `deadline`: a request cut mid-way, unless the transport
+    knew nothing was sent yet. In other threads (batch workers) the body loop's own check
+    of the deadline is the bound."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
@@ -361,6 +362,8 @@ def _deadline_alarm(deadline: float) -> Iterator[None]:
     signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
     try:
         yield
+    except _PastDeadline:
+        raise _cut(TimeoutError("the whole request took too long")) from None
     finally:
         armed[0] = False  # first: a late ring must not fail a request that finished
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -546,10 +549,14 @@ class ApiClient:
             self._check_credentials_allowed(url)
         attempt = 0
         while True:
+            # One attempt, bounded as a whole by the timeout: connecting, the headers, the
+            # body and any redirects.
+            deadline = time.monotonic() + self.timeout
             try:
-                reply = self._send_once(
-                    method, url, json_body, headers, auth, sink, progress, secret_body
-                )
+                with _deadline_alarm(deadline):
+                    reply = self._hops(
+                        method, url, json_body, headers, auth, sink, progress, secret_body, deadline
+                    )
             except TransportFailure as failure:
                 if attempt < self.retries and policy.retries_failure(not_sent=failure.not_sent):
                     self._wait(attempt, None, type(failure.cause).__name__)
@@ -605,28 +612,6 @@ class ApiClient:
         if policy.paid and not exc.not_sent:
             return may_have_run(error)
         return error
-
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        json_body: Any,
-        headers: dict[str, str] | None,
-        auth: bool,
-        sink: Callable[[], IO[bytes]] | None,
-        progress: Progress | None,
-        secret_body: bool = False,
-    ) -> Reply:
-        """One attempt, bounded as a whole by the timeout: connecting, the headers, the
-        body and any redirects."""
-        deadline = time.monotonic() + self.timeout
-        try:
-            with _deadline_alarm(deadline):
-                return self._hops(
-                    method, url, json_body, headers, auth, sink, progress, secret_body, deadline
-                )
-        except _PastDeadline:
-            raise _cut(TimeoutError("the whole request took too long")) from None
 
     def _hops(
         self,
